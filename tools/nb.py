@@ -1,0 +1,194 @@
+"""Maintain the notebooks: navigation bars, Colab set-up cells, and re-execution in place.
+
+    python tools/nb.py nav              # rewrite the generated cells of every notebook
+    python tools/nb.py nav --check      # exit 1 if any generated cell is stale (run by the tests)
+    python tools/nb.py execute          # nav, then re-execute and re-save every notebook in place
+    python tools/nb.py execute notebooks/02_roi_align.ipynb   # just one (or several)
+
+Generated cells are found by their cell tag and rewritten in place; everything else is yours:
+
+- ``nav-top``      first cell: previous · contents · next · Open in Colab
+- ``colab-setup``  the Colab set-up code cell (does nothing outside Colab)
+- ``nav-bottom``   last cell: the same bar again
+
+A notebook's title is the first ``# `` heading of its first markdown cell that is not generated.
+Execution uses a fresh ``python3`` kernel per notebook, stores widget state complete (so GitHub
+and nbviewer render it), and drops per-cell timing metadata so that re-saving is deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT))
+from helpers.project import REPO_URL, colab_url  # noqa: E402
+
+COLAB_DIR = "/content/maskrcnn-step-by-step"
+COLAB_PACKAGES = ["pycocotools", "tqdm"]
+
+NAV_TOP, NAV_BOTTOM, SETUP = "nav-top", "nav-bottom", "colab-setup"
+GENERATED = {NAV_TOP, NAV_BOTTOM, SETUP}
+
+
+def notebook_paths() -> list[Path]:
+    """The series in reading order: ``notebooks/NN_*.ipynb`` sorted by name."""
+    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _tags(cell) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def title_of(nb) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and not (_tags(cell) & GENERATED):
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    raise ValueError("notebook has no '# ' title in its first markdown cell")
+
+
+def nav_markdown(paths: list[Path], i: int, titles: list[str]) -> str:
+    parts = []
+    parts.append(f"[← {titles[i - 1]}]({paths[i - 1].name})" if i > 0 else "← (start of the series)")
+    parts.append("[Contents](../README.md)")
+    parts.append(f"[{titles[i + 1]} →]({paths[i + 1].name})" if i + 1 < len(paths) else "(end of the series) →")
+    badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+             f"({colab_url(paths[i].name)})")
+    return " · ".join(parts) + " · " + badge
+
+
+def setup_source() -> str:
+    return f'''# Colab set-up (written by tools/nb.py). Outside Colab this cell does nothing and prints nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib.util, os, subprocess
+    REPO_URL = "{REPO_URL}"
+    if not os.path.isdir("{COLAB_DIR}"):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "{COLAB_DIR}"], check=True)
+    missing = [p for p in {COLAB_PACKAGES!r} if importlib.util.find_spec(p) is None]
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+    sys.path.insert(0, "{COLAB_DIR}")
+    os.chdir("{COLAB_DIR}/notebooks")
+    from google.colab import output
+    output.enable_custom_widget_manager()'''
+
+
+def _cell(kind: str, source: str, tag: str):
+    make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
+    cell = make(source)
+    cell.metadata["tags"] = [tag]
+    cell.pop("id", None)
+    return cell
+
+
+def apply_nav(nb, paths: list[Path], i: int, titles: list[str]) -> None:
+    """Rewrite (or insert) the three generated cells of notebook ``i``."""
+    bar = nav_markdown(paths, i, titles)
+    wanted = {
+        NAV_TOP: ("markdown", bar),
+        NAV_BOTTOM: ("markdown", bar),
+        SETUP: ("code", setup_source()),
+    }
+    found = {tag: None for tag in GENERATED}
+    for idx, cell in enumerate(nb.cells):
+        for tag in _tags(cell) & GENERATED:
+            found[tag] = idx
+    for tag, idx in found.items():
+        kind, src = wanted[tag]
+        if idx is not None:
+            nb.cells[idx].source = src
+    if found[NAV_TOP] is None:
+        nb.cells.insert(0, _cell("markdown", bar, NAV_TOP))
+    if found[SETUP] is None:
+        # after the title cell (the first markdown cell that is not generated)
+        pos = next(k for k, c in enumerate(nb.cells)
+                   if c.cell_type == "markdown" and not (_tags(c) & GENERATED)) + 1
+        nb.cells.insert(pos, _cell("code", setup_source(), SETUP))
+    if found[NAV_BOTTOM] is None:
+        nb.cells.append(_cell("markdown", bar, NAV_BOTTOM))
+
+
+def normalise(nb) -> None:
+    """Metadata that must hold in every committed notebook."""
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.metadata.setdefault("language_info", {})["name"] = "python"
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("collapsed", None)
+        cell.metadata.pop("scrolled", None)
+    nbformat.validator.normalize(nb)
+
+
+def nav(check: bool = False) -> int:
+    paths = notebook_paths()
+    nbs = [nbformat.read(p, as_version=4) for p in paths]
+    titles = [title_of(nb) for nb in nbs]
+    stale = []
+    for i, (path, nb) in enumerate(zip(paths, nbs)):
+        before = nbformat.writes(nb)
+        apply_nav(nb, paths, i, titles)
+        after = nbformat.writes(nb)
+        if before != after:
+            stale.append(path.name)
+            if not check:
+                nbformat.write(nb, path)
+    if check and stale:
+        print("stale generated cells (run `python tools/nb.py nav`):", ", ".join(stale))
+        return 1
+    if not check:
+        print(f"navigation: {len(paths)} notebooks, rewrote {len(stale)}")
+    return 0
+
+
+def execute(paths: list[Path], timeout: int = 1800) -> None:
+    from nbclient import NotebookClient
+
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        normalise(nb)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                                record_timing=False, resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+        normalise(nb)
+        problems = []
+        for k, cell in enumerate(nb.cells):
+            for out in cell.get("outputs", []):
+                if out.output_type == "error":
+                    problems.append(f"cell {k}: {out.ename}: {out.evalue}")
+                if out.get("name") == "stderr":
+                    problems.append(f"cell {k}: stderr: {out.text[:200]!r}")
+        nbformat.write(nb, path)
+        status = "OK" if not problems else "PROBLEMS:\n  " + "\n  ".join(problems)
+        print(f"executed {path.relative_to(ROOT)}: {status}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_nav = sub.add_parser("nav", help="rewrite navigation bars and Colab set-up cells")
+    p_nav.add_argument("--check", action="store_true", help="only report stale cells; exit 1 if any")
+    p_exe = sub.add_parser("execute", help="nav, then re-execute notebooks in place")
+    p_exe.add_argument("paths", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    if args.cmd == "nav":
+        return nav(check=args.check)
+    nav()
+    paths = [p.resolve() for p in args.paths] or notebook_paths()
+    execute(paths)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
