@@ -88,7 +88,6 @@ def _cell(kind: str, source: str, tag: str):
     make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
     cell = make(source)
     cell.metadata["tags"] = [tag]
-    cell.pop("id", None)
     return cell
 
 

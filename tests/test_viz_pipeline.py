@@ -1,0 +1,124 @@
+"""Tests for the drawing helpers of notebook 00 in helpers.viz: label maps, detections, the series map."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+
+from helpers.shapes import CLASSES, instance_map, make_image, semantic_map  # noqa: E402
+from helpers.viz import (  # noqa: E402
+    CLASS_COLORS,
+    INSTANCE_COLORS,
+    PIPELINE_NOTEBOOKS,
+    draw_detections,
+    draw_label_map,
+    draw_pipeline,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_pipeline_names_every_notebook_and_connects_the_stages():
+    artists = draw_pipeline()
+    assert artists.notebooks_named() == [f"{k:02d}" for k in range(1, 12)]
+    # each stage box carries its own notebook number
+    expected = {"bilinear": "01", "roialign": "02", "roipool": "03", "backbone": "04", "rpn": "05",
+                "boxhead": "06", "maskhead": "07", "nb08": "08", "nb09": "09", "nb10": "10", "nb11": "11"}
+    for key, number in expected.items():
+        x, y = artists.boxes[key].get_x(), artists.boxes[key].get_y()
+        w, h = artists.boxes[key].get_width(), artists.boxes[key].get_height()
+        inside = [t.get_text() for t in artists.texts
+                  if x <= t.get_position()[0] <= x + w and y <= t.get_position()[1] <= y + h]
+        assert any(f"notebook {number}" in text for text in inside), (key, inside)
+    # the path of one image
+    for edge in [("image", "backbone"), ("backbone", "rpn"), ("rpn", "roialign"), ("roialign", "boxhead"),
+                 ("roialign", "maskhead"), ("boxhead", "detections"), ("maskhead", "masks")]:
+        assert edge in artists.arrows
+    # every box lies inside the drawing area (nothing cut off)
+    x0, x1 = artists.ax.get_xlim()
+    y0, y1 = artists.ax.get_ylim()
+    for key, patch in artists.boxes.items():
+        assert x0 <= patch.get_x() and patch.get_x() + patch.get_width() <= x1, key
+        assert y0 <= patch.get_y() and patch.get_y() + patch.get_height() <= y1, key
+
+
+def test_pipeline_notebooks_named_reads_the_drawing():
+    """notebooks_named reads the texts, so a notebook dropped from the drawing is noticed."""
+    artists = draw_pipeline()
+    for text in artists.texts:
+        text.set_text(text.get_text().replace("notebook 05", "RPN"))
+    assert "05" not in artists.notebooks_named()
+
+
+def test_pipeline_bad_arguments():
+    with pytest.raises(ValueError, match="missing 07"):
+        draw_pipeline(notebooks=[n for n in PIPELINE_NOTEBOOKS if n[0] != "07"])
+
+
+def test_label_maps_follow_the_data():
+    _, target = make_image(82, size=96, min_shapes=4, max_shapes=5)
+    sem = semantic_map(target, 96, 96)
+    ins = instance_map(target, 96, 96)
+    drawn = draw_label_map(sem, CLASSES)
+    assert drawn.values == sorted(torch.unique(sem).tolist())
+    assert drawn.legend_labels == [CLASSES[v] for v in drawn.values]
+    assert drawn.colors == [CLASS_COLORS[v] for v in drawn.values]
+    assert np.array_equal(np.asarray(drawn.image.get_array()), sem.numpy())
+    # the colour of each pixel is the colour of its value
+    rgba = drawn.image.to_rgba(np.asarray(drawn.image.get_array()))
+    for v in drawn.values:
+        y, x = np.argwhere(sem.numpy() == v)[0]
+        assert to_hex(rgba[y, x]) == to_hex(CLASS_COLORS[v])
+    names = {i: f"#{i}" for i in range(len(target["labels"]) + 1)}
+    drawn = draw_label_map(ins, names, colors=INSTANCE_COLORS)
+    assert drawn.values == list(range(len(target["labels"]) + 1))
+    assert drawn.legend_labels == [f"#{i}" for i in drawn.values]
+
+
+def test_label_map_cycles_colours_past_the_palette():
+    label_map = torch.arange(14).reshape(2, 7)
+    drawn = draw_label_map(label_map, [str(i) for i in range(14)], colors=INSTANCE_COLORS, legend=False)
+    assert drawn.colors[0] == INSTANCE_COLORS[0]
+    assert drawn.colors[11] == INSTANCE_COLORS[1] and drawn.colors[13] == INSTANCE_COLORS[3]
+    assert INSTANCE_COLORS[0] not in drawn.colors[1:]  # the "no object" colour is never reused
+
+
+def test_label_map_bad_arguments():
+    with pytest.raises(ValueError, match="non-negative integers"):
+        draw_label_map(torch.tensor([[0, -1]]), CLASSES)
+    with pytest.raises(ValueError, match="non-negative integers"):
+        draw_label_map(torch.tensor([[0.5, 1.0]]), CLASSES)
+    with pytest.raises(ValueError, match="at least two colours"):
+        draw_label_map(torch.zeros(2, 2), CLASSES, colors=["#000000"])
+
+
+def test_detections_boxes_hug_the_pixels():
+    image, target = make_image(3, size=64)
+    rects = draw_detections(image, target["boxes"], target["labels"], CLASSES)
+    assert len(rects) == len(target["labels"])
+    for rect, (x1, y1, x2, y2), label in zip(rects, target["boxes"].tolist(), target["labels"].tolist()):
+        assert rect.get_xy() == (x1 - 0.5, y1 - 0.5)
+        assert rect.get_width() == x2 - x1 and rect.get_height() == y2 - y1
+        assert to_hex(rect.get_edgecolor()) == to_hex(CLASS_COLORS[label])
+
+
+def test_detections_empty_and_bad_arguments():
+    image, target = make_image(0, size=40, min_shapes=0, max_shapes=0)
+    _, ax = plt.subplots()
+    assert draw_detections(image, target["boxes"], target["labels"], CLASSES, ax=ax) == []
+    assert any(t.get_text() == "no instances" for t in ax.texts)
+    with pytest.raises(ValueError, match="one entry per box"):
+        draw_detections(image, torch.zeros(2, 4), [1], CLASSES)
+    with pytest.raises(ValueError, match=r"image must be \[3, H, W\]"):
+        draw_detections(torch.zeros(2, 8, 8), torch.zeros(0, 4), [], CLASSES)
