@@ -1,0 +1,350 @@
+"""Feature-pyramid levels: which level an RoI is pooled from, and multi-scale RoIAlign.
+
+Written in the open in ``notebooks/04_backbone_fpn.ipynb`` and checked there (and in
+``tests/test_fpn.py``) to give exactly the numbers of torchvision's ``torchvision.ops.poolers``:
+:func:`map_levels` is its ``LevelMapper`` and :func:`multiscale_roi_align` its
+``MultiScaleRoIAlign``, with RoIAlign itself taken from :func:`helpers.roi.roi_align`.
+
+The rule (eq. 1 of the FPN paper, Lin et al. 2017): a box of width ``w`` and height ``h`` (in
+pixels of the image the backbone saw) is pooled from level::
+
+    k = floor(k0 + log2(sqrt(w * h) / 224) + eps),   clamped to [k_min, k_max]
+
+with ``k0 = 4`` (a 224 x 224 box, the ImageNet crop size, goes to P4, whose stride 16 is the one
+the single-scale C4 detectors used) and ``eps = 1e-6``. The feature map of level ``k`` has stride
+``2 ** k`` pixels, so RoIAlign reads it with ``spatial_scale = 2 ** -k``.
+
+Where ``eps`` goes: torchvision 0.29 adds it *after* the ``log2`` (``floor(k0 + log2(s / 224) +
+eps)``); maskrcnn-benchmark added it *inside* (``log2(s / 224 + eps)``). Both only nudge boxes that
+sit on a boundary (``sqrt(wh)`` = 112, 224, 448...) up to the level they belong to when float
+rounding puts ``log2`` a hair below the integer. Here it is added after the log, as in torchvision.
+
+Conventions: boxes are ``(x1, y1, x2, y2)`` in image pixels, ``x`` to the right, ``y`` **downwards**,
+``(0, 0)`` the top-left pixel; feature maps are ``Tensor[N, C, H, W]``; levels are absolute FPN
+levels (2 for P2 = feature map ``'0'``, stride 4, ... 5 for P5 = ``'3'``, stride 32).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "FPN_NAMES",
+    "FPN_STRIDES",
+    "box_sides",
+    "raw_levels",
+    "map_levels",
+    "feature_size",
+    "infer_scale",
+    "infer_scales",
+    "multiscale_roi_align",
+]
+
+FPN_NAMES: tuple[str, ...] = ("0", "1", "2", "3", "pool")
+"""The names of the feature maps torchvision's ResNet-FPN backbone returns, finest first."""
+
+FPN_STRIDES: dict[str, int] = {"0": 4, "1": 8, "2": 16, "3": 32, "pool": 64}
+"""Stride in image pixels of each feature map of torchvision's ResNet-FPN backbone (P2..P6)."""
+
+
+# -- argument checks ----------------------------------------------------------------------------
+def _check_int(value: Any, name: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_number(value: Any, name: str, positive: bool = False, non_negative: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if non_negative and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _check_box_tensor(boxes: Any, name: str) -> Tensor:
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"{name} must be a Tensor[K, 4] of (x1, y1, x2, y2), got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [K, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
+    if not boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}")
+    if boxes.numel() and not bool(torch.isfinite(boxes).all()):
+        raise ValueError(f"{name} must hold finite numbers (no nan or inf)")
+    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(f"{name} must have x2 >= x1 and y2 >= y1 (boxes are (x1, y1, x2, y2)); "
+                         f"row {i} is {[round(float(v), 4) for v in boxes[i].tolist()]}")
+    return boxes
+
+
+def _concat_boxes(boxes: Any, name: str = "boxes") -> Tensor:
+    """A ``Tensor[K, 4]`` or a list of ``Tensor[K_i, 4]`` (one per image) -> ``Tensor[sum K_i, 4]``."""
+    if isinstance(boxes, Tensor):
+        return _check_box_tensor(boxes, name)
+    if isinstance(boxes, (list, tuple)):
+        if len(boxes) == 0:
+            raise ValueError(f"{name} must hold at least one Tensor[K_i, 4] (one per image)")
+        parts = [_check_box_tensor(b, f"{name}[{i}]") for i, b in enumerate(boxes)]
+        if len({p.dtype for p in parts}) > 1:
+            raise TypeError(f"{name} must all have the same dtype, got {sorted(str(p.dtype) for p in parts)}")
+        return torch.cat(parts, dim=0)
+    raise TypeError(f"{name} must be a Tensor[K, 4] or a list of Tensor[K_i, 4], got {type(boxes).__name__}")
+
+
+def _check_hw(value: Any, name: str) -> tuple[int, int]:
+    if isinstance(value, Tensor):
+        value = tuple(int(v) for v in value.tolist()) if value.dim() == 1 else value
+    if not isinstance(value, (tuple, list, torch.Size)) or len(value) != 2:
+        raise TypeError(f"{name} must be a (height, width) pair, got {value!r}")
+    h = _check_int(value[0], f"{name} height", minimum=1)
+    w = _check_int(value[1], f"{name} width", minimum=1)
+    return h, w
+
+
+# -- the level rule -----------------------------------------------------------------------------
+def box_sides(boxes: Tensor | Sequence[Tensor]) -> Tensor:
+    """The side ``sqrt(w * h)`` of the square with each box's area.
+
+    Args:
+        boxes (Tensor[K, 4] or list of Tensor[K_i, 4]): ``(x1, y1, x2, y2)``, floating point,
+            ``x2 >= x1`` and ``y2 >= y1``.
+
+    Returns:
+        Tensor[K]: ``sqrt((x2 - x1) * (y2 - y1))`` in the dtype of ``boxes`` (same arithmetic as
+        torchvision's ``box_area`` followed by ``sqrt``).
+    """
+    b = _concat_boxes(boxes)
+    return torch.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))                 # [K]
+
+
+def raw_levels(boxes: Tensor | Sequence[Tensor], canonical_scale: float = 224, canonical_level: int = 4,
+               eps: float = 1e-6) -> Tensor:
+    """The level *before* ``floor`` and clamping: ``k0 + log2(sqrt(wh) / canonical_scale) + eps``.
+
+    ``floor`` of this is the level the FPN rule asks for; :func:`map_levels` then clamps it to the
+    levels that exist. A zero-area box gives ``-inf``.
+
+    Args:
+        boxes (Tensor[K, 4] or list of Tensor[K_i, 4]): ``(x1, y1, x2, y2)`` in image pixels.
+        canonical_scale (float): box side that goes to ``canonical_level`` (224 in the paper).
+        canonical_level (int): ``k0``, the level of a ``canonical_scale``-sided box (4).
+        eps (float): added after the ``log2``, as in torchvision (see the module docstring).
+
+    Returns:
+        Tensor[K]: floating point, the dtype of ``boxes``.
+    """
+    s0 = _check_number(canonical_scale, "canonical_scale", positive=True)
+    k0 = _check_int(canonical_level, "canonical_level")
+    eps = _check_number(eps, "eps", non_negative=True)
+    s = box_sides(boxes)                                                          # [K]
+    # the same operations, in the same order, as torchvision's LevelMapper.__call__
+    return k0 + torch.log2(s / s0) + torch.tensor(eps, dtype=s.dtype)             # [K]
+
+
+def map_levels(boxes: Tensor | Sequence[Tensor], k_min: int = 2, k_max: int = 5, canonical_scale: float = 224,
+               canonical_level: int = 4, eps: float = 1e-6) -> Tensor:
+    """The FPN level each box is pooled from (eq. 1 of the FPN paper), as torchvision's ``LevelMapper``.
+
+    ``k = clamp(floor(k0 + log2(sqrt(wh) / 224) + eps), k_min, k_max)``.
+
+    torchvision's ``LevelMapper(k_min, k_max)(boxes)`` returns ``k - k_min``, the *index* into
+    the list of pooled feature maps; this function returns the level ``k`` itself, so
+    ``map_levels(b) - 2 == LevelMapper(2, 5)([b])``.
+
+    Args:
+        boxes (Tensor[K, 4] or list of Tensor[K_i, 4]): ``(x1, y1, x2, y2)`` in pixels of the
+            (resized) image the backbone saw; floating point; ``x2 >= x1``, ``y2 >= y1``
+            (a zero-area box goes to ``k_min``).
+        k_min (int): the finest level present (2 for P2, feature map ``'0'``).
+        k_max (int): the coarsest level present (5 for P5, feature map ``'3'``); ``>= k_min``.
+        canonical_scale (float): ``224``.
+        canonical_level (int): ``k0 = 4``.
+        eps (float): ``1e-6``, added after the ``log2``.
+
+    Returns:
+        Tensor[K] (int64): levels in ``[k_min, k_max]``.
+    """
+    k_min = _check_int(k_min, "k_min")
+    k_max = _check_int(k_max, "k_max")
+    if k_min > k_max:
+        raise ValueError(f"k_min must be <= k_max, got k_min={k_min}, k_max={k_max}")
+    raw = raw_levels(boxes, canonical_scale, canonical_level, eps)                # [K]
+    return torch.clamp(torch.floor(raw), min=k_min, max=k_max).to(torch.int64)    # [K]
+
+
+# -- strides and scales -------------------------------------------------------------------------
+def feature_size(size: int, stride: int) -> int:
+    """Height (or width) of the feature map of a given stride for an image side of ``size`` pixels.
+
+    Every stride-2 step of the ResNet-FPN backbone (the 7x7 stem convolution with padding 3, the
+    3x3 max-pool with padding 1, the 3x3 stride-2 convolutions with padding 1, and the 1x1
+    stride-2 subsampling that makes ``'pool'``) maps ``n`` to ``floor((n - 1) / 2) + 1 =
+    ceil(n / 2)``; repeated, that is ``ceil(size / stride)``.
+
+    Args:
+        size (int): image height or width in pixels, ``>= 1``.
+        stride (int): a power of two, ``>= 1``.
+
+    Returns:
+        int: ``ceil(size / stride)``.
+    """
+    size = _check_int(size, "size", minimum=1)
+    stride = _check_int(stride, "stride", minimum=1)
+    if stride & (stride - 1):
+        raise ValueError(f"stride must be a power of two, got {stride}")
+    n = size
+    for _ in range(stride.bit_length() - 1):
+        n = (n - 1) // 2 + 1                                                     # one stride-2 step
+    return n
+
+
+def infer_scale(feature_shape: Sequence[int], image_shape: Sequence[int]) -> float:
+    """The ``spatial_scale`` of a feature map, inferred from its shape as torchvision does.
+
+    ``2 ** round(log2(feature_height / image_height))``: the rounding absorbs the padding to a
+    multiple of 32 and the ``ceil`` of odd sizes. torchvision (``_infer_scale``) computes it from
+    both sides but uses the *height* only; so does this function.
+
+    Args:
+        feature_shape (sequence of int): ``(..., H_feat, W_feat)``, e.g. ``feature.shape``.
+        image_shape (sequence of int): ``(H_img, W_img)`` of the image before padding.
+
+    Returns:
+        float: a power of two, e.g. ``0.25`` for stride 4.
+    """
+    if not isinstance(feature_shape, (tuple, list, torch.Size)) or len(feature_shape) < 2:
+        raise TypeError(f"feature_shape must be a shape (..., H, W), got {feature_shape!r}")
+    fh, _ = _check_hw(tuple(feature_shape[-2:]), "feature_shape")
+    ih, _ = _check_hw(image_shape, "image_shape")
+    approx_scale = float(fh) / float(ih)
+    return 2 ** float(torch.tensor(approx_scale).log2().round())                 # as torchvision
+
+
+def infer_scales(features: Sequence[Tensor], image_shapes: Sequence[Sequence[int]]) -> tuple[list[float], int, int]:
+    """Scales of a list of feature maps and the range of levels they cover (torchvision's ``_setup_scales``).
+
+    The image shape used is the largest height and largest width over ``image_shapes`` (the
+    batch is padded to it). Levels are ``-log2(scale)``; ``k_min`` comes from the first map and
+    ``k_max`` from the last.
+
+    Args:
+        features (list of Tensor[N, C, H_l, W_l]): finest first.
+        image_shapes (list of (H, W)): the size of each image before padding, as
+            ``GeneralizedRCNNTransform`` reports it (``ImageList.image_sizes``).
+
+    Returns:
+        (scales, k_min, k_max): ``list[float]`` one per map, and two ints.
+    """
+    if not isinstance(image_shapes, (list, tuple)) or len(image_shapes) == 0:
+        raise ValueError("image_shapes must be a non-empty list of (height, width) pairs, one per image")
+    shapes = [_check_hw(s, f"image_shapes[{i}]") for i, s in enumerate(image_shapes)]
+    original = (max(h for h, _ in shapes), max(w for _, w in shapes))
+    scales = [infer_scale(tuple(f.shape), original) for f in features]
+    lvl_min = -torch.log2(torch.tensor(scales[0], dtype=torch.float32)).item()
+    lvl_max = -torch.log2(torch.tensor(scales[-1], dtype=torch.float32)).item()
+    return scales, int(lvl_min), int(lvl_max)
+
+
+# -- multi-scale RoIAlign -------------------------------------------------------------------------
+def multiscale_roi_align(features: Mapping[str, Tensor], boxes: Sequence[Tensor],
+                         image_shapes: Sequence[Sequence[int]], output_size: int | Sequence[int] = 7,
+                         sampling_ratio: int = 2, featmap_names: Sequence[str] = ("0", "1", "2", "3"), *,
+                         canonical_scale: float = 224, canonical_level: int = 4) -> Tensor:
+    """RoIAlign from the pyramid level that suits each box: torchvision's ``MultiScaleRoIAlign``.
+
+    Steps: keep the maps named in ``featmap_names`` (in the order of ``features``), infer each
+    one's scale from its shape (:func:`infer_scales`), give each box a level (:func:`map_levels`
+    with ``k_min``, ``k_max`` from those scales), and run :func:`helpers.roi.roi_align` once per
+    level with ``spatial_scale = 2 ** -level`` and ``aligned=False`` (torchvision's choice for
+    Faster/Mask R-CNN). With a single map every box uses it and no level is computed.
+
+    Unlike torchvision's module, nothing is cached between calls (the module keeps the scales it
+    inferred on its first call), and a name missing from ``features`` is an error rather than
+    silently skipped.
+
+    Args:
+        features (Mapping[str, Tensor[N, C, H_l, W_l]]): the backbone's output, e.g. ``'0'..'3'``
+            and ``'pool'``; the selected maps must share ``N`` and ``C`` and be consecutive levels.
+        boxes (list of Tensor[K_i, 4]): one tensor per image (``N`` of them), ``(x1, y1, x2, y2)``
+            in pixels of the resized image, floating point.
+        image_shapes (list of (H, W)): each image's size before padding (at least one).
+        output_size (int or (int, int)): ``(PH, PW)`` of the pooled features (7 for the box head).
+        sampling_ratio (int): samples per bin side (2 in Mask R-CNN; ``<= 0`` adaptive).
+        featmap_names (sequence of str): which maps to pool from (torchvision: ``'0'..'3'``,
+            never ``'pool'``).
+        canonical_scale (float): 224.
+        canonical_level (int): 4.
+
+    Returns:
+        Tensor[sum K_i, C, PH, PW]: rows in the order of the concatenated boxes.
+    """
+    from helpers.roi import roi_align  # the rebuilt RoIAlign of notebook 02
+
+    if not isinstance(features, Mapping):
+        raise TypeError(f"features must be a mapping name -> Tensor[N, C, H, W], got {type(features).__name__}")
+    if isinstance(featmap_names, str) or not isinstance(featmap_names, Sequence) or len(featmap_names) == 0:
+        raise TypeError(f"featmap_names must be a non-empty list of str, got {featmap_names!r}")
+    missing = [n for n in featmap_names if n not in features]
+    if missing:
+        raise ValueError(f"featmap_names {missing} not in features (which has {list(features)})")
+    selected = [features[k] for k in features if k in featmap_names]               # torchvision's order
+    for name, f in ((k, features[k]) for k in features if k in featmap_names):
+        if not isinstance(f, Tensor) or f.dim() != 4:
+            raise ValueError(f"features[{name!r}] must be a Tensor[N, C, H, W], got "
+                             f"{tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__}")
+    n, c = selected[0].shape[:2]
+    if any(f.shape[:2] != selected[0].shape[:2] for f in selected):
+        raise ValueError(f"the selected feature maps must share N and C, got {[tuple(f.shape) for f in selected]}")
+    if isinstance(boxes, Tensor) or not isinstance(boxes, (list, tuple)):
+        raise TypeError(f"boxes must be a list of Tensor[K_i, 4], one per image, got {type(boxes).__name__}")
+    if len(boxes) != n:
+        raise ValueError(f"boxes must hold one Tensor[K_i, 4] per image: features have N={n}, got {len(boxes)}")
+    all_boxes = _concat_boxes(boxes)                                                # [K, 4]
+    if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
+        output_size = (int(output_size), int(output_size))
+    if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
+        raise TypeError(f"output_size must be an int or a (height, width) pair, got {output_size!r}")
+    output_size = (_check_int(output_size[0], "output_size height", 1), _check_int(output_size[1], "output_size width", 1))
+    sampling_ratio = _check_int(sampling_ratio, "sampling_ratio")
+
+    scales, k_min, k_max = infer_scales(selected, image_shapes)
+    if all_boxes.dtype != selected[0].dtype:
+        raise TypeError(f"boxes must have the dtype of the features ({selected[0].dtype}), got {all_boxes.dtype}")
+    device = selected[0].device
+    ids = torch.cat([torch.full((len(b), 1), float(i), dtype=all_boxes.dtype, device=device)
+                     for i, b in enumerate(boxes)])                                  # [K, 1]
+    rois = torch.cat([ids, all_boxes.to(device)], dim=1)                                       # [K, 5] (image index, box)
+
+    if len(selected) == 1:
+        return roi_align(selected[0], rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
+
+    if k_max - k_min + 1 != len(selected) or any(
+            abs(s - 2.0 ** -(k_min + i)) > 0 for i, s in enumerate(scales)):
+        raise ValueError(f"the selected feature maps must be consecutive pyramid levels (each half the size of "
+                         f"the previous); inferred scales {scales}")
+    levels = map_levels(all_boxes, k_min, k_max, canonical_scale, canonical_level)  # [K]
+
+    result = torch.zeros((len(rois), c) + output_size, dtype=selected[0].dtype, device=device)  # [K, C, PH, PW]
+    for index, (feature, scale) in enumerate(zip(selected, scales)):
+        idx = torch.where(levels == k_min + index)[0]                              # boxes of this level
+        if idx.numel() == 0:
+            continue
+        pooled = roi_align(feature, rois[idx], output_size, spatial_scale=scale,
+                           sampling_ratio=sampling_ratio)                          # [K_l, C, PH, PW]
+        result[idx] = pooled.to(result.dtype)
+    return result
