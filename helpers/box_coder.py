@@ -1,0 +1,272 @@
+"""Box encoding and decoding: the ``(dx, dy, dw, dh)`` deltas that the RPN and the box head predict.
+
+Written in the open in ``notebooks/05_rpn.ipynb`` and checked there (and in
+``tests/test_box_coder.py``) to give exactly the numbers of torchvision's
+``torchvision.models.detection._utils.BoxCoder``; ``notebooks/06`` imports it for the box head.
+
+A box is ``(x1, y1, x2, y2)`` in pixels, x to the right, y **downwards**. Its width is ``x2 - x1``
+and its centre ``x1 + 0.5 * width`` (torchvision's convention: no ``+ 1``). Relative to a
+*reference* box ``a`` (an anchor or a proposal), a box ``g`` is encoded as::
+
+    dx = wx * (gx - ax) / aw        dw = ww * log(gw / aw)
+    dy = wy * (gy - ay) / ah        dh = wh * log(gh / ah)
+
+where ``(gx, gy)`` and ``(ax, ay)`` are the centres and ``(wx, wy, ww, wh)`` the weights: ``(1, 1, 1, 1)``
+for the RPN, ``(10, 10, 5, 5)`` for the box head. Decoding inverts it, after clamping ``dw`` and
+``dh`` to at most ``bbox_xform_clip = log(1000 / 16)`` so that ``exp`` cannot overflow.
+
+Mind torchvision's argument names: in ``encode_boxes(reference_boxes, proposals)`` the
+``reference_boxes`` are the *targets* (ground truth) and the ``proposals`` are the boxes the deltas
+are measured from (anchors). Both are kept here so that code can be swapped one for the other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["BoxCoder", "encode_boxes", "decode_boxes", "DEFAULT_BBOX_XFORM_CLIP"]
+
+DEFAULT_BBOX_XFORM_CLIP: float = math.log(1000.0 / 16)
+"""torchvision's default upper bound on ``dw`` and ``dh`` before ``exp`` (about 4.135)."""
+
+
+# -- argument checks (clear errors instead of tracebacks from inside torch) --------------------------
+
+def _check_weights(weights: Sequence[float] | Tensor, name: str = "weights") -> tuple[float, float, float, float]:
+    if isinstance(weights, Tensor):
+        if weights.numel() != 4:
+            raise ValueError(f"{name} must hold 4 numbers (wx, wy, ww, wh), got a tensor of shape {tuple(weights.shape)}")
+        values = [float(v) for v in weights.flatten().tolist()]
+    else:
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+            raise TypeError(f"{name} must be a sequence of 4 numbers (wx, wy, ww, wh), got {type(weights).__name__}")
+        if len(weights) != 4:
+            raise ValueError(f"{name} must hold 4 numbers (wx, wy, ww, wh), got {len(weights)}")
+        values = []
+        for v in weights:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must hold plain numbers, got {type(v).__name__}")
+            values.append(float(v))
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"{name} must be 4 finite positive numbers, got {tuple(values)}")
+    return values[0], values[1], values[2], values[3]
+
+
+def _check_clip(bbox_xform_clip: float) -> float:
+    if isinstance(bbox_xform_clip, bool) or not isinstance(bbox_xform_clip, (int, float)):
+        raise TypeError(f"bbox_xform_clip must be a number, got {type(bbox_xform_clip).__name__}")
+    if math.isnan(bbox_xform_clip):
+        raise ValueError("bbox_xform_clip must not be NaN")
+    return float(bbox_xform_clip)
+
+
+def _check_boxes(boxes: Tensor, name: str) -> None:
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"{name} must be a Tensor[N, 4], got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
+    if not boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}")
+
+
+def _check_positive_size(boxes: Tensor, name: str) -> None:
+    # The deltas divide by these widths and heights: a zero or negative one would give inf / nan.
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    bad = ~((widths > 0) & (heights > 0))
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(f"{name} must have x2 > x1 and y2 > y1 (the deltas divide by width and height); "
+                         f"row {i} is {[round(float(v), 4) for v in boxes[i].tolist()]}")
+
+
+# -- the two functions ---------------------------------------------------------------------------
+
+def encode_boxes(reference_boxes: Tensor, proposals: Tensor,
+                 weights: Sequence[float] | Tensor = (1.0, 1.0, 1.0, 1.0)) -> Tensor:
+    """Encode ``reference_boxes`` (the targets) as deltas relative to ``proposals`` (e.g. anchors).
+
+    Same arithmetic, in the same order, as torchvision's ``_utils.encode_boxes`` (so float32 results
+    agree bit for bit). A degenerate *reference* box (zero width, as torchvision uses for the
+    matched boxes of an image without objects) gives ``-inf`` in ``dw``/``dh``, exactly as there;
+    those rows are never used by a loss.
+
+    Args:
+        reference_boxes (Tensor[N, 4]): the target boxes ``(x1, y1, x2, y2)``, floating point.
+        proposals (Tensor[N, 4]): the boxes the deltas are measured from, same dtype; every one
+            must have ``x2 > x1`` and ``y2 > y1``.
+        weights (4 numbers or Tensor[4]): ``(wx, wy, ww, wh)``, finite and positive.
+
+    Returns:
+        Tensor[N, 4]: ``(dx, dy, dw, dh)`` per row, in the dtype of ``reference_boxes``.
+    """
+    _check_boxes(reference_boxes, "reference_boxes")
+    _check_boxes(proposals, "proposals")
+    if reference_boxes.shape[0] != proposals.shape[0]:
+        raise ValueError(f"reference_boxes and proposals must have the same number of rows, "
+                         f"got {reference_boxes.shape[0]} and {proposals.shape[0]}")
+    if reference_boxes.dtype != proposals.dtype:
+        raise TypeError(f"reference_boxes and proposals must have the same dtype, "
+                        f"got {reference_boxes.dtype} and {proposals.dtype}")
+    _check_positive_size(proposals, "proposals")
+    wx, wy, ww, wh = torch.as_tensor(_check_weights(weights), dtype=reference_boxes.dtype,
+                                     device=reference_boxes.device)            # 0-dim tensors, like torchvision
+
+    ex_widths = proposals[:, 2:3] - proposals[:, 0:1]                           # [N, 1]
+    ex_heights = proposals[:, 3:4] - proposals[:, 1:2]                          # [N, 1]
+    ex_ctr_x = proposals[:, 0:1] + 0.5 * ex_widths                              # [N, 1]
+    ex_ctr_y = proposals[:, 1:2] + 0.5 * ex_heights                             # [N, 1]
+
+    gt_widths = reference_boxes[:, 2:3] - reference_boxes[:, 0:1]               # [N, 1]
+    gt_heights = reference_boxes[:, 3:4] - reference_boxes[:, 1:2]              # [N, 1]
+    gt_ctr_x = reference_boxes[:, 0:1] + 0.5 * gt_widths                        # [N, 1]
+    gt_ctr_y = reference_boxes[:, 1:2] + 0.5 * gt_heights                       # [N, 1]
+
+    dx = wx * (gt_ctr_x - ex_ctr_x) / ex_widths                                 # [N, 1]
+    dy = wy * (gt_ctr_y - ex_ctr_y) / ex_heights                                # [N, 1]
+    dw = ww * torch.log(gt_widths / ex_widths)                                  # [N, 1]
+    dh = wh * torch.log(gt_heights / ex_heights)                                # [N, 1]
+    return torch.cat((dx, dy, dw, dh), dim=1)                                   # [N, 4]
+
+
+def decode_boxes(rel_codes: Tensor, boxes: Tensor, weights: Sequence[float] | Tensor = (1.0, 1.0, 1.0, 1.0),
+                 bbox_xform_clip: float = DEFAULT_BBOX_XFORM_CLIP) -> Tensor:
+    """Apply deltas to reference boxes: the inverse of :func:`encode_boxes` (torchvision's ``decode_single``).
+
+    ``rel_codes`` may hold K sets of deltas per box (``[N, 4K]``, one per class in the box head);
+    each is applied to the same reference box. ``dw`` and ``dh`` are clamped to at most
+    ``bbox_xform_clip`` before ``exp``; nothing else is clamped (clip to the image separately).
+
+    Args:
+        rel_codes (Tensor[N, 4K]): deltas ``(dx, dy, dw, dh)`` repeated K times, floating point.
+        boxes (Tensor[N, 4]): reference boxes ``(x1, y1, x2, y2)``; converted to ``rel_codes.dtype``.
+        weights (4 numbers or Tensor[4]): ``(wx, wy, ww, wh)`` used when encoding.
+        bbox_xform_clip (float): upper bound on ``dw`` and ``dh`` (default ``log(1000/16)``).
+
+    Returns:
+        Tensor[N, 4K]: the decoded boxes ``(x1, y1, x2, y2)`` repeated K times.
+    """
+    if not isinstance(rel_codes, Tensor):
+        raise TypeError(f"rel_codes must be a Tensor[N, 4K], got {type(rel_codes).__name__}")
+    if rel_codes.dim() != 2 or rel_codes.shape[1] % 4 != 0 or rel_codes.shape[1] == 0:
+        raise ValueError(f"rel_codes must have shape [N, 4K] with K >= 1, got {tuple(rel_codes.shape)}")
+    if not rel_codes.is_floating_point():
+        raise TypeError(f"rel_codes must be a floating-point tensor, got {rel_codes.dtype}")
+    _check_boxes(boxes, "boxes")
+    if boxes.shape[0] != rel_codes.shape[0]:
+        raise ValueError(f"rel_codes and boxes must have the same number of rows, "
+                         f"got {rel_codes.shape[0]} and {boxes.shape[0]}")
+    wx, wy, ww, wh = _check_weights(weights)                                    # Python floats, like torchvision
+    clip = _check_clip(bbox_xform_clip)
+
+    boxes = boxes.to(rel_codes.dtype)
+    widths = boxes[:, 2] - boxes[:, 0]                                          # [N]
+    heights = boxes[:, 3] - boxes[:, 1]                                         # [N]
+    ctr_x = boxes[:, 0] + 0.5 * widths                                          # [N]
+    ctr_y = boxes[:, 1] + 0.5 * heights                                         # [N]
+
+    dx = rel_codes[:, 0::4] / wx                                                # [N, K]
+    dy = rel_codes[:, 1::4] / wy                                                # [N, K]
+    dw = torch.clamp(rel_codes[:, 2::4] / ww, max=clip)                         # [N, K]
+    dh = torch.clamp(rel_codes[:, 3::4] / wh, max=clip)                         # [N, K]
+
+    pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]                          # [N, K]
+    pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]                         # [N, K]
+    pred_w = torch.exp(dw) * widths[:, None]                                    # [N, K]
+    pred_h = torch.exp(dh) * heights[:, None]                                   # [N, K]
+    half_w = 0.5 * pred_w                                                       # [N, K]
+    half_h = 0.5 * pred_h                                                       # [N, K]
+
+    out = torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h,
+                       pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2)        # [N, K, 4]
+    return out.flatten(1)                                                       # [N, 4K]
+
+
+class BoxCoder:
+    """Encode and decode boxes as deltas; mirrors ``torchvision.models.detection._utils.BoxCoder``.
+
+    Args:
+        weights (4 numbers): ``(wx, wy, ww, wh)``: ``(1, 1, 1, 1)`` in the RPN, ``(10, 10, 5, 5)``
+            in the box head.
+        bbox_xform_clip (float): upper bound on ``dw`` and ``dh`` when decoding.
+
+    Example::
+
+        coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        deltas = coder.encode_single(gt_boxes, anchors)          # Tensor[N, 4]
+        boxes = coder.decode_single(deltas, anchors)             # == gt_boxes (up to rounding)
+    """
+
+    def __init__(self, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+                 bbox_xform_clip: float = DEFAULT_BBOX_XFORM_CLIP) -> None:
+        self.weights = _check_weights(weights)
+        self.bbox_xform_clip = _check_clip(bbox_xform_clip)
+
+    def __repr__(self) -> str:
+        return f"BoxCoder(weights={self.weights}, bbox_xform_clip={self.bbox_xform_clip:.4f})"
+
+    def encode_single(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
+        """Deltas of ``reference_boxes`` relative to ``proposals``.
+
+        Args:
+            reference_boxes (Tensor[N, 4]): targets.
+            proposals (Tensor[N, 4]): boxes the deltas are measured from (anchors, proposals).
+
+        Returns:
+            Tensor[N, 4]
+        """
+        return encode_boxes(reference_boxes, proposals, self.weights)
+
+    def encode(self, reference_boxes: Sequence[Tensor], proposals: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        """Per-image :meth:`encode_single`: lists of ``Tensor[N_i, 4]`` in, a tuple of ``Tensor[N_i, 4]`` out."""
+        reference_boxes = _check_list(reference_boxes, "reference_boxes")
+        proposals = _check_list(proposals, "proposals")
+        if len(reference_boxes) != len(proposals):
+            raise ValueError(f"reference_boxes and proposals must hold one tensor per image, "
+                             f"got {len(reference_boxes)} and {len(proposals)}")
+        boxes_per_image = [len(b) for b in reference_boxes]
+        targets = self.encode_single(torch.cat(reference_boxes, dim=0), torch.cat(proposals, dim=0))
+        return targets.split(boxes_per_image, 0)
+
+    def decode_single(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
+        """Apply deltas ``Tensor[N, 4K]`` to reference boxes ``Tensor[N, 4]``; returns ``Tensor[N, 4K]``."""
+        return decode_boxes(rel_codes, boxes, self.weights, self.bbox_xform_clip)
+
+    def decode(self, rel_codes: Tensor, boxes: Sequence[Tensor]) -> Tensor:
+        """Decode for several images at once, as torchvision does.
+
+        Args:
+            rel_codes (Tensor[sum N_i, 4K] or anything that reshapes to it): deltas for all images.
+            boxes (list of Tensor[N_i, 4]): reference boxes per image.
+
+        Returns:
+            Tensor[sum N_i, K, 4] (or the ``decode_single`` result unreshaped when there are no boxes).
+        """
+        boxes = _check_list(boxes, "boxes")
+        if not isinstance(rel_codes, Tensor):
+            raise TypeError(f"rel_codes must be a Tensor, got {type(rel_codes).__name__}")
+        box_sum = sum(b.shape[0] for b in boxes)
+        concat_boxes = torch.cat(boxes, dim=0)
+        if box_sum > 0:
+            if rel_codes.numel() % (box_sum * 4) != 0:
+                raise ValueError(f"rel_codes has {rel_codes.numel()} numbers, not a multiple of 4 x {box_sum} boxes")
+            rel_codes = rel_codes.reshape(box_sum, -1)
+        pred_boxes = self.decode_single(rel_codes, concat_boxes)
+        if box_sum > 0:
+            pred_boxes = pred_boxes.reshape(box_sum, -1, 4)
+        return pred_boxes
+
+
+def _check_list(tensors: Sequence[Tensor], name: str) -> list[Tensor]:
+    if isinstance(tensors, Tensor) or not isinstance(tensors, Sequence):
+        raise TypeError(f"{name} must be a list or tuple of Tensor[N_i, 4] (one per image), "
+                        f"got {type(tensors).__name__}")
+    if len(tensors) == 0:
+        raise ValueError(f"{name} must hold at least one tensor (one per image)")
+    for i, t in enumerate(tensors):
+        _check_boxes(t, f"{name}[{i}]")
+    return list(tensors)

@@ -1,0 +1,774 @@
+"""The region proposal network, piece by piece: anchors, matching, sampling, losses, proposals, NMS.
+
+Written in the open in ``notebooks/05_rpn.ipynb``; every function here is checked there and in
+``tests/test_rpn.py`` against the torchvision code it mirrors (same names, same arguments, same
+numbers):
+
+==============================  ==========================================================
+here                            torchvision
+==============================  ==========================================================
+:func:`cell_anchors`            ``AnchorGenerator.generate_anchors``
+:func:`grid_anchors`            ``AnchorGenerator.grid_anchors``
+:class:`AnchorGenerator`        ``models.detection.anchor_utils.AnchorGenerator``
+:func:`box_area`, :func:`box_iou`   ``ops.box_area``, ``ops.box_iou``
+:func:`match_anchors`           ``models.detection._utils.Matcher`` (``__call__``)
+:func:`assign_targets_to_anchors`   ``RegionProposalNetwork.assign_targets_to_anchors``
+:func:`sample_balanced`         ``models.detection._utils.BalancedPositiveNegativeSampler``
+:func:`concat_box_prediction_layers`  ``models.detection.rpn.concat_box_prediction_layers``
+:func:`rpn_loss`                ``RegionProposalNetwork.compute_loss`` (after sampling)
+:func:`clip_boxes_to_image`, :func:`remove_small_boxes`   the ``ops`` of the same names
+:func:`nms`, :func:`batched_nms`    ``ops.nms``, ``ops.batched_nms``
+:func:`filter_proposals`        ``RegionProposalNetwork.filter_proposals``
+:class:`RegionProposalNetwork`  ``models.detection.rpn.RegionProposalNetwork``
+==============================  ==========================================================
+
+None of these functions calls the torchvision function it rebuilds (the tests do, to compare).
+They use plain tensor operations plus ``torch.sort``/``torch.topk``/``torch.randperm`` where
+torchvision uses exactly those, so that ties and random draws come out the same.
+
+Conventions:
+
+- Boxes are ``(x1, y1, x2, y2)`` in image pixels, x to the right, y **downwards**, width ``x2 - x1``
+  (no ``+ 1``). For the detector an image of size ``(H, W)`` spans ``[0, W] x [0, H]``: that is what
+  :func:`clip_boxes_to_image` clips to, and what ``helpers.shapes``' boxes (COCO's pixel-edge
+  convention) use. With that reading the anchor centres ``(i * stride, j * stride)`` sit on the
+  *corners* of the stride cells; torchvision does it that way and so do we.
+- Anchors of one image are ordered level by level, then row ``y``, column ``x``, then anchor
+  ``a`` (sizes x ratios, ratio-major): index ``((y * W + x) * A + a)`` inside a level. The head's
+  outputs are flattened into the same order by :func:`concat_box_prediction_layers`.
+- ``aspect_ratio`` means height / width.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from helpers.box_coder import BoxCoder
+
+__all__ = [
+    "MASK_RCNN_ANCHOR_SIZES", "MASK_RCNN_ASPECT_RATIOS",
+    "cell_anchors", "grid_anchors", "AnchorGenerator",
+    "box_area", "box_iou",
+    "BELOW_LOW_THRESHOLD", "BETWEEN_THRESHOLDS", "match_anchors", "assign_targets_to_anchors",
+    "sample_balanced", "concat_box_prediction_layers",
+    "binary_cross_entropy_with_logits", "smooth_l1_loss", "rpn_loss",
+    "clip_boxes_to_image", "remove_small_boxes", "nms", "batched_nms", "filter_proposals",
+    "RegionProposalNetwork",
+]
+
+MASK_RCNN_ANCHOR_SIZES: tuple[tuple[int, ...], ...] = ((32,), (64,), (128,), (256,), (512,))
+"""torchvision's Mask R-CNN anchor sizes: one size per FPN level ``'0'..'3'``, ``'pool'``."""
+
+MASK_RCNN_ASPECT_RATIOS: tuple[tuple[float, ...], ...] = ((0.5, 1.0, 2.0),) * 5
+"""torchvision's Mask R-CNN aspect ratios (height / width), the same three on every level."""
+
+BELOW_LOW_THRESHOLD = -1
+"""Matcher code for an anchor whose best IoU is below the low threshold (background)."""
+
+BETWEEN_THRESHOLDS = -2
+"""Matcher code for an anchor whose best IoU lies in ``[low, high)`` (ignored by the loss)."""
+
+
+# -- argument checks -----------------------------------------------------------------------------
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_number(value: Any, name: str, low: float | None = None, high: float | None = None,
+                  low_open: bool = False) -> float:
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.dtype == torch.bool:
+        value = value.item()
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def _check_int(value: Any, name: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_boxes(boxes: Any, name: str, floating: bool = True) -> None:
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"{name} must be a Tensor[N, 4], got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
+    if floating and not boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}")
+
+
+def _check_positive_tuple(values: Any, name: str, integer: bool = False) -> tuple:
+    if isinstance(values, (str, bytes, Tensor)) or not isinstance(values, Sequence) or len(values) == 0:
+        raise TypeError(f"{name} must be a non-empty tuple of positive numbers, got {values!r}")
+    for v in values:
+        if not _is_number(v) or (integer and not isinstance(v, numbers.Integral)):
+            raise TypeError(f"{name} must hold positive {'ints' if integer else 'numbers'}, got {v!r}")
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must hold finite positive numbers, got {v!r}")
+    return tuple(values)
+
+
+# -- anchors ---------------------------------------------------------------------------------------
+
+def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float], dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> Tensor:
+    """The zero-centred anchors of one feature-map cell, rounded as torchvision rounds them.
+
+    For every ratio ``r`` (height / width) and size ``s``: width ``s / sqrt(r)``, height ``s * sqrt(r)``
+    (so the area stays ``s**2``), corners ``(-w/2, -h/2, w/2, h/2)``, then **rounded** to integers
+    with ``torch.round`` (halves to even). The rounding moves areas and ratios a little: size 32,
+    ratio 0.5 becomes 46 x 22 instead of 45.25 x 22.63.
+
+    Args:
+        sizes (tuple of positive numbers): anchor sizes (square-root of the area) in pixels.
+        aspect_ratios (tuple of positive numbers): height / width ratios.
+        dtype, device: of the result (the arithmetic runs in ``dtype``, as in torchvision).
+
+    Returns:
+        Tensor[len(aspect_ratios) * len(sizes), 4]: ratio-major: all sizes of the first ratio, then...
+    """
+    sizes = _check_positive_tuple(sizes, "sizes")
+    aspect_ratios = _check_positive_tuple(aspect_ratios, "aspect_ratios")
+    scales = torch.as_tensor(sizes, dtype=dtype, device=device)                 # [S]
+    ratios = torch.as_tensor(aspect_ratios, dtype=dtype, device=device)         # [R]
+    h_ratios = torch.sqrt(ratios)                                               # [R]
+    w_ratios = 1 / h_ratios                                                     # [R]
+    ws = (w_ratios[:, None] * scales[None, :]).reshape(-1)                      # [R*S]
+    hs = (h_ratios[:, None] * scales[None, :]).reshape(-1)                      # [R*S]
+    base = torch.stack([-ws, -hs, ws, hs], dim=1) / 2                           # [R*S, 4]
+    return base.round()
+
+
+def grid_anchors(grid_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]],
+                 cell_anchors_per_level: Sequence[Tensor]) -> list[Tensor]:
+    """Slide each level's cell anchors over its feature map.
+
+    The anchor of cell ``(y, x)`` on a level with stride ``(sy, sx)`` is the cell anchor shifted by
+    ``(x * sx, y * sy)``: centres on a grid starting at the image's origin.
+
+    Args:
+        grid_sizes (list of (H_l, W_l)): feature-map size per level.
+        strides (list of (stride_y, stride_x)): pixels per feature-map cell, per level (ints).
+        cell_anchors_per_level (list of Tensor[A_l, 4]): from :func:`cell_anchors`.
+
+    Returns:
+        list of Tensor[H_l * W_l * A_l, 4]: ordered row ``y``, column ``x``, anchor ``a``.
+    """
+    if not (len(grid_sizes) == len(strides) == len(cell_anchors_per_level)):
+        raise ValueError(f"grid_sizes, strides and cell_anchors_per_level must have one entry per level, "
+                         f"got {len(grid_sizes)}, {len(strides)} and {len(cell_anchors_per_level)}")
+    anchors = []
+    for level, (size, stride, base) in enumerate(zip(grid_sizes, strides, cell_anchors_per_level)):
+        if len(size) != 2 or len(stride) != 2:
+            raise ValueError(f"grid_sizes[{level}] and strides[{level}] must be pairs (y, x), got {size} and {stride}")
+        _check_boxes(base, f"cell_anchors_per_level[{level}]")
+        (grid_h, grid_w), (stride_h, stride_w) = size, stride
+        shifts_x = torch.arange(0, int(grid_w), dtype=torch.int32, device=base.device) * int(stride_w)  # [W]
+        shifts_y = torch.arange(0, int(grid_h), dtype=torch.int32, device=base.device) * int(stride_h)  # [H]
+        shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")    # [H, W] each
+        shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)             # [H*W]
+        shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)       # [H*W, 4]
+        anchors.append((shifts[:, None, :] + base[None, :, :]).reshape(-1, 4))  # [H*W*A, 4]
+    return anchors
+
+
+class AnchorGenerator(nn.Module):
+    """Anchors for a batch of images and its feature maps; mirrors torchvision's ``AnchorGenerator``.
+
+    Args:
+        sizes (tuple of tuples): anchor sizes per level, e.g. :data:`MASK_RCNN_ANCHOR_SIZES`.
+        aspect_ratios (tuple of tuples): height / width ratios per level.
+
+    Call ``generator(image_list, feature_maps)`` with an ``ImageList`` (anything with ``.tensors``
+    ``Tensor[N, C, H, W]`` and ``.image_sizes``) and a list of ``Tensor[N, C_l, H_l, W_l]``. The
+    stride of a level is ``H // H_l`` and ``W // W_l`` of the *padded batch* (integer division, as in
+    torchvision; exact only when the image size is a multiple of every stride, which
+    ``GeneralizedRCNNTransform`` guarantees by padding to a multiple of 32).
+
+    Returns:
+        list (one per image) of Tensor[sum_l H_l * W_l * A_l, 4] (all images get the same anchors).
+    """
+
+    def __init__(self, sizes: Sequence[Sequence[float]] = MASK_RCNN_ANCHOR_SIZES,
+                 aspect_ratios: Sequence[Sequence[float]] = MASK_RCNN_ASPECT_RATIOS) -> None:
+        super().__init__()
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) == 0:
+            raise TypeError(f"sizes must be a tuple of tuples (one per level), got {sizes!r}")
+        if isinstance(aspect_ratios, (str, bytes)) or not isinstance(aspect_ratios, Sequence):
+            raise TypeError(f"aspect_ratios must be a tuple of tuples (one per level), got {aspect_ratios!r}")
+        if len(sizes) != len(aspect_ratios):
+            raise ValueError(f"sizes and aspect_ratios must have one entry per level, "
+                             f"got {len(sizes)} and {len(aspect_ratios)}")
+        self.sizes = tuple(_check_positive_tuple(s, f"sizes[{i}]") for i, s in enumerate(sizes))
+        self.aspect_ratios = tuple(_check_positive_tuple(r, f"aspect_ratios[{i}]") for i, r in enumerate(aspect_ratios))
+        self.cell_anchors = [cell_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios)]
+
+    def num_anchors_per_location(self) -> list[int]:
+        """``A_l = len(sizes[l]) * len(aspect_ratios[l])`` per level."""
+        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
+
+    def forward(self, image_list: Any, feature_maps: Sequence[Tensor]) -> list[Tensor]:
+        tensors = getattr(image_list, "tensors", None)
+        if not isinstance(tensors, Tensor) or tensors.dim() != 4:
+            raise TypeError("image_list must be an ImageList (with .tensors Tensor[N, C, H, W] and .image_sizes)")
+        if isinstance(feature_maps, Tensor) or not isinstance(feature_maps, Sequence):
+            raise TypeError(f"feature_maps must be a list of Tensor[N, C, H_l, W_l], got {type(feature_maps).__name__}")
+        if len(feature_maps) != len(self.cell_anchors):
+            raise ValueError(f"this generator has {len(self.cell_anchors)} levels of anchors, "
+                             f"got {len(feature_maps)} feature maps")
+        for i, f in enumerate(feature_maps):
+            if not isinstance(f, Tensor) or f.dim() != 4:
+                raise ValueError(f"feature_maps[{i}] must be a Tensor[N, C, H, W]")
+        image_h, image_w = tensors.shape[-2:]
+        grid_sizes = [tuple(f.shape[-2:]) for f in feature_maps]
+        for i, (gh, gw) in enumerate(grid_sizes):
+            if gh == 0 or gw == 0 or gh > image_h or gw > image_w:
+                raise ValueError(f"feature_maps[{i}] is {gh}x{gw}: it must be non-empty and no larger "
+                                 f"than the image ({image_h}x{image_w})")
+        strides = [(image_h // gh, image_w // gw) for gh, gw in grid_sizes]
+        dtype, device = feature_maps[0].dtype, feature_maps[0].device
+        self.cell_anchors = [a.to(dtype=dtype, device=device) for a in self.cell_anchors]
+        per_level = grid_anchors(grid_sizes, strides, self.cell_anchors)
+        all_levels = torch.cat(per_level)
+        return [all_levels.clone() for _ in range(len(image_list.image_sizes))]
+
+
+# -- IoU and matching -----------------------------------------------------------------------------
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Areas ``(x2 - x1) * (y2 - y1)``.
+
+    Args:
+        boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``.
+
+    Returns:
+        Tensor[N]
+    """
+    _check_boxes(boxes, "boxes", floating=False)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection over union of every pair: ``inter / (area1 + area2 - inter)``.
+
+    Args:
+        boxes1 (Tensor[N, 4]), boxes2 (Tensor[M, 4]): ``(x1, y1, x2, y2)`` with ``x1 <= x2``, ``y1 <= y2``.
+
+    Returns:
+        Tensor[N, M]
+    """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    area1, area2 = box_area(boxes1), box_area(boxes2)                           # [N], [M]
+    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])                    # [N, M, 2]
+    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])                    # [N, M, 2]
+    wh = (rb - lt).clamp(min=0)                                                 # [N, M, 2]
+    inter = wh[..., 0] * wh[..., 1]                                             # [N, M]
+    union = area1[:, None] + area2[None, :] - inter                             # [N, M]
+    return inter / union
+
+
+def match_anchors(match_quality_matrix: Tensor, high_threshold: float = 0.7, low_threshold: float = 0.3,
+                  allow_low_quality_matches: bool = True) -> Tensor:
+    """Give each anchor the index of its best ground-truth box, or a negative code.
+
+    - best IoU ``>= high_threshold``: the index of that box (foreground);
+    - best IoU ``< low_threshold``: :data:`BELOW_LOW_THRESHOLD` (-1, background);
+    - in between: :data:`BETWEEN_THRESHOLDS` (-2, ignored by the loss).
+
+    With ``allow_low_quality_matches`` every ground-truth box also claims the anchor(s) that
+    overlap it most, *ties included*, even when that IoU is below ``high_threshold``: so no object is
+    left without a positive anchor. Such an anchor is matched to *its own* best box (which may be
+    another box than the one that claimed it, exactly as in torchvision).
+
+    Args:
+        match_quality_matrix (Tensor[M, N]): IoU of M ground-truth boxes with N anchors.
+        high_threshold, low_threshold (float): ``0 <= low <= high``.
+        allow_low_quality_matches (bool): see above.
+
+    Returns:
+        Tensor[N] int64: a box index in ``[0, M)`` or -1 / -2.
+    """
+    if not isinstance(match_quality_matrix, Tensor) or match_quality_matrix.dim() != 2:
+        raise TypeError("match_quality_matrix must be a Tensor[M, N] (M ground-truth boxes, N anchors)")
+    high = _check_number(high_threshold, "high_threshold")
+    low = _check_number(low_threshold, "low_threshold")
+    if low > high:
+        raise ValueError(f"low_threshold ({low}) must be <= high_threshold ({high})")
+    if not isinstance(allow_low_quality_matches, bool):
+        raise TypeError("allow_low_quality_matches must be a bool")
+    if match_quality_matrix.shape[0] == 0:
+        raise ValueError("No ground-truth boxes available for one of the images during training")
+    if match_quality_matrix.shape[1] == 0:
+        raise ValueError("No proposal boxes available for one of the images during training")
+
+    matched_vals, matches = match_quality_matrix.max(dim=0)                     # [N], [N]
+    all_matches = matches.clone()                                               # [N]
+    matches[matched_vals < low] = BELOW_LOW_THRESHOLD
+    matches[(matched_vals >= low) & (matched_vals < high)] = BETWEEN_THRESHOLDS
+    if allow_low_quality_matches:
+        best_per_gt = match_quality_matrix.max(dim=1).values                    # [M]
+        _, anchor_idx = torch.where(match_quality_matrix == best_per_gt[:, None])  # pairs, ties included
+        matches[anchor_idx] = all_matches[anchor_idx]
+    return matches
+
+
+def _gt_boxes_of(target: Any, i: int) -> Tensor:
+    boxes = target["boxes"] if isinstance(target, Mapping) else target
+    _check_boxes(boxes, f"targets[{i}]['boxes']")
+    return boxes
+
+
+def assign_targets_to_anchors(anchors: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor] | Tensor],
+                              fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3
+                              ) -> tuple[list[Tensor], list[Tensor]]:
+    """Label every anchor 1 (object), 0 (background) or -1 (ignored) and give it a box to regress to.
+
+    An image without ground truth labels all its anchors 0 and gets zero boxes as targets (as in
+    torchvision: their deltas are ``-inf`` but no positive anchor ever uses them).
+
+    Args:
+        anchors (list of Tensor[A, 4]): anchors per image.
+        targets (list of dict with ``"boxes"`` Tensor[M_i, 4], or list of Tensor[M_i, 4]).
+        fg_iou_thresh, bg_iou_thresh (float): the matcher's high and low thresholds.
+
+    Returns:
+        labels (list of Tensor[A] float32), matched_gt_boxes (list of Tensor[A, 4]).
+    """
+    if isinstance(anchors, Tensor) or not isinstance(anchors, Sequence):
+        raise TypeError("anchors must be a list of Tensor[A, 4] (one per image)")
+    if isinstance(targets, (Tensor, Mapping)) or not isinstance(targets, Sequence):
+        raise TypeError("targets must be a list (one per image) of dicts with 'boxes' or of Tensor[M, 4]")
+    if len(anchors) != len(targets):
+        raise ValueError(f"anchors and targets must have one entry per image, got {len(anchors)} and {len(targets)}")
+    labels, matched_gt_boxes = [], []
+    for i, (anchors_i, target) in enumerate(zip(anchors, targets)):
+        _check_boxes(anchors_i, f"anchors[{i}]")
+        gt_boxes = _gt_boxes_of(target, i)
+        if gt_boxes.numel() == 0:
+            matched = torch.zeros(anchors_i.shape, dtype=torch.float32, device=anchors_i.device)
+            labels_i = torch.zeros((anchors_i.shape[0],), dtype=torch.float32, device=anchors_i.device)
+        else:
+            idx = match_anchors(box_iou(gt_boxes, anchors_i), fg_iou_thresh, bg_iou_thresh, True)  # [A]
+            matched = gt_boxes[idx.clamp(min=0)]                                # [A, 4]
+            labels_i = (idx >= 0).to(torch.float32)                             # [A]
+            labels_i[idx == BELOW_LOW_THRESHOLD] = 0.0
+            labels_i[idx == BETWEEN_THRESHOLDS] = -1.0
+        labels.append(labels_i)
+        matched_gt_boxes.append(matched)
+    return labels, matched_gt_boxes
+
+
+# -- sampling ---------------------------------------------------------------------------------------
+
+def sample_balanced(labels: Sequence[Tensor], batch_size_per_image: int = 256,
+                    positive_fraction: float = 0.5) -> tuple[list[Tensor], list[Tensor]]:
+    """Pick at most ``batch_size_per_image`` anchors per image, at most a ``positive_fraction`` of them positive.
+
+    Per image: ``num_pos = min(#positives, int(batch_size_per_image * positive_fraction))``, then
+    ``num_neg = min(#negatives, batch_size_per_image - num_pos)`` (negatives fill the places that
+    positives leave free). Which ones: the first ``num_pos`` of ``torch.randperm(#positives)`` and the
+    first ``num_neg`` of ``torch.randperm(#negatives)``, drawn in that order, image by image, from
+    torch's global generator: seed it, and the draw is torchvision's draw.
+
+    Args:
+        labels (list of Tensor[A]): per anchor ``>= 1`` positive, ``0`` negative, ``-1`` ignored.
+        batch_size_per_image (int): anchors per image that enter the loss.
+        positive_fraction (float): in ``[0, 1]``.
+
+    Returns:
+        pos_masks, neg_masks: lists of Tensor[A] uint8, 1 where an anchor was picked.
+    """
+    if isinstance(labels, Tensor) or not isinstance(labels, Sequence):
+        raise TypeError("labels must be a list of Tensor[A] (one per image)")
+    batch = _check_int(batch_size_per_image, "batch_size_per_image")
+    fraction = _check_number(positive_fraction, "positive_fraction", 0.0, 1.0)
+    pos_masks, neg_masks = [], []
+    for i, labels_i in enumerate(labels):
+        if not isinstance(labels_i, Tensor) or labels_i.dim() != 1:
+            raise ValueError(f"labels[{i}] must be a Tensor[A]")
+        positive = torch.where(labels_i >= 1)[0]
+        negative = torch.where(labels_i == 0)[0]
+        num_pos = min(positive.numel(), int(batch * fraction))
+        num_neg = min(negative.numel(), batch - num_pos)
+        perm_pos = torch.randperm(positive.numel(), device=positive.device)[:num_pos]
+        perm_neg = torch.randperm(negative.numel(), device=negative.device)[:num_neg]
+        pos_mask = torch.zeros_like(labels_i, dtype=torch.uint8)
+        neg_mask = torch.zeros_like(labels_i, dtype=torch.uint8)
+        pos_mask[positive[perm_pos]] = 1
+        neg_mask[negative[perm_neg]] = 1
+        pos_masks.append(pos_mask)
+        neg_masks.append(neg_mask)
+    return pos_masks, neg_masks
+
+
+# -- head outputs and losses ----------------------------------------------------------------------
+
+def concat_box_prediction_layers(box_cls: Sequence[Tensor], box_regression: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Flatten the head's per-level maps into the anchors' order and stack all images.
+
+    Args:
+        box_cls (list of Tensor[N, A*C, H_l, W_l]): objectness logits (C = 1 for the RPN).
+        box_regression (list of Tensor[N, A*4, H_l, W_l]): deltas.
+
+    Returns:
+        Tensor[N * sum_l H_l W_l A, C] and Tensor[N * sum_l H_l W_l A, 4]: image-major, then level,
+        row, column, anchor: the order of :func:`grid_anchors`.
+    """
+    if len(box_cls) != len(box_regression) or len(box_cls) == 0:
+        raise ValueError(f"box_cls and box_regression must hold one tensor per level, "
+                         f"got {len(box_cls)} and {len(box_regression)}")
+    cls_flat, reg_flat = [], []
+    for level, (cls, reg) in enumerate(zip(box_cls, box_regression)):
+        if cls.dim() != 4 or reg.dim() != 4 or reg.shape[1] % 4 or cls.shape[0] != reg.shape[0] \
+                or cls.shape[2:] != reg.shape[2:]:
+            raise ValueError(f"level {level}: box_cls must be [N, A*C, H, W] and box_regression [N, A*4, H, W] "
+                             f"with the same N, H, W; got {tuple(cls.shape)} and {tuple(reg.shape)}")
+        n, axc, h, w = cls.shape
+        a = reg.shape[1] // 4
+        if a == 0 or axc % a:
+            raise ValueError(f"level {level}: box_cls has {axc} channels, not a multiple of {a} anchors")
+        c = axc // a
+        cls_flat.append(cls.view(n, a, c, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, c))   # [N, H*W*A, C]
+        reg_flat.append(reg.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4))   # [N, H*W*A, 4]
+    return torch.cat(cls_flat, dim=1).flatten(0, -2), torch.cat(reg_flat, dim=1).reshape(-1, 4)
+
+
+def binary_cross_entropy_with_logits(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean of ``-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))]``, in the stable form
+    ``(1 - y) x - log sigmoid(x)`` with ``log sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``.
+
+    Args:
+        logits (Tensor[K]), targets (Tensor[K]) in ``[0, 1]``.
+
+    Returns:
+        Tensor[] (NaN for K = 0, like torch's mean over nothing).
+    """
+    log_sigmoid = torch.clamp(logits, max=0) - torch.log1p(torch.exp(-logits.abs()))   # [K]
+    return ((1 - targets) * logits - log_sigmoid).mean()
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, beta: float = 1.0 / 9) -> Tensor:
+    """Sum of ``0.5 z**2 / beta`` where ``z = |input - target| < beta``, else ``z - 0.5 beta``.
+
+    Quadratic near zero (gradients shrink as the error does), linear far away (a bad anchor cannot
+    blow up the gradient). ``beta = 1/9`` is torchvision's choice for the RPN.
+
+    Args:
+        input, target (Tensor[K, 4]).
+        beta (float): > 0.
+
+    Returns:
+        Tensor[] (the sum, not the mean).
+    """
+    beta = _check_number(beta, "beta", 0.0, low_open=True)
+    z = (input - target).abs()
+    return torch.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta).sum()
+
+
+def rpn_loss(objectness: Tensor, pred_bbox_deltas: Tensor, labels: Sequence[Tensor],
+             regression_targets: Sequence[Tensor], pos_masks: Sequence[Tensor],
+             neg_masks: Sequence[Tensor], beta: float = 1.0 / 9) -> tuple[Tensor, Tensor]:
+    """The two RPN losses over the sampled anchors (torchvision's ``compute_loss`` after sampling).
+
+    - objectness: mean binary cross-entropy with logits over all sampled anchors (positives and
+      negatives), targets 1 / 0;
+    - box: smooth L1 (``beta``) summed over the 4 deltas of the sampled *positive* anchors, divided
+      by the number of sampled anchors (positives + negatives, not positives only).
+
+    Args:
+        objectness (Tensor[sum A, 1] or Tensor[sum A]): logits, all images stacked.
+        pred_bbox_deltas (Tensor[sum A, 4]): predicted deltas.
+        labels (list of Tensor[A_i]): 1 / 0 / -1 per anchor.
+        regression_targets (list of Tensor[A_i, 4]): encoded matched boxes.
+        pos_masks, neg_masks (lists of Tensor[A_i]): from :func:`sample_balanced`.
+        beta (float): the smooth L1 switch point.
+
+    Returns:
+        (objectness_loss, box_loss): two Tensor[].
+    """
+    pos = torch.where(torch.cat(list(pos_masks), dim=0))[0]                     # [P]
+    neg = torch.where(torch.cat(list(neg_masks), dim=0))[0]                     # [Q]
+    sampled = torch.cat([pos, neg], dim=0)                                      # [P+Q]
+    objectness = objectness.flatten()
+    labels_all = torch.cat(list(labels), dim=0)
+    targets_all = torch.cat(list(regression_targets), dim=0)
+    if not (objectness.shape[0] == labels_all.shape[0] == pred_bbox_deltas.shape[0] == targets_all.shape[0]):
+        raise ValueError(f"objectness ({objectness.shape[0]}), pred_bbox_deltas ({pred_bbox_deltas.shape[0]}), "
+                         f"labels ({labels_all.shape[0]}) and regression_targets ({targets_all.shape[0]}) "
+                         f"must cover the same anchors")
+    box_loss = smooth_l1_loss(pred_bbox_deltas[pos], targets_all[pos], beta) / sampled.numel()
+    objectness_loss = binary_cross_entropy_with_logits(objectness[sampled], labels_all[sampled])
+    return objectness_loss, box_loss
+
+
+# -- from deltas to proposals ---------------------------------------------------------------------
+
+def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Clamp x to ``[0, W]`` and y to ``[0, H]``.
+
+    Args:
+        boxes (Tensor[..., 4]): ``(x1, y1, x2, y2)``.
+        size ((H, W)): the image size (height first).
+
+    Returns:
+        Tensor[..., 4]
+    """
+    if not isinstance(boxes, Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ValueError("boxes must be a Tensor[..., 4]")
+    if len(size) != 2:
+        raise ValueError(f"size must be (height, width), got {size!r}")
+    height, width = size
+    out = boxes.clone()
+    out[..., 0::2] = boxes[..., 0::2].clamp(min=0, max=width)
+    out[..., 1::2] = boxes[..., 1::2].clamp(min=0, max=height)
+    return out
+
+
+def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices of the boxes whose width and height are both ``>= min_size``.
+
+    Args:
+        boxes (Tensor[N, 4]), min_size (float).
+
+    Returns:
+        Tensor[K] int64
+    """
+    _check_boxes(boxes, "boxes", floating=False)
+    min_size = _check_number(min_size, "min_size")
+    ws, hs = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return torch.where((ws >= min_size) & (hs >= min_size))[0]
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy non-maximum suppression, the algorithm of torchvision's CPU kernel.
+
+    Sort by score, highest first, with a **stable** sort: boxes with equal scores keep their input
+    order, so among ties the lower index is kept first. Walk down the list; keep a box unless an
+    already *kept* box overlaps it with IoU **strictly greater** than ``iou_threshold``. The IoU is
+    computed in the boxes' dtype as ``inter / (area_i + area_j - inter)`` and compared in float64
+    with the threshold (the kernel compares a ``float`` with a ``double``).
+
+    Args:
+        boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``, floating point.
+        scores (Tensor[N]): same dtype as ``boxes``, no NaN.
+        iou_threshold (float): boxes overlapping a kept box by more than this are dropped.
+
+    Returns:
+        Tensor[K] int64: indices of the kept boxes, by decreasing score.
+    """
+    _check_boxes(boxes, "boxes")
+    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores must be a Tensor[N] with N = {boxes.shape[0]} (one per box)")
+    if scores.dtype != boxes.dtype:
+        raise TypeError(f"scores and boxes must have the same dtype, got {scores.dtype} and {boxes.dtype}")
+    if bool(torch.isnan(scores).any()):
+        raise ValueError("scores must not contain NaN")
+    threshold = _check_number(iou_threshold, "iou_threshold")
+    if boxes.shape[0] == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, stable=True, descending=True).indices            # [N]
+    b = boxes[order]                                                            # [N, 4], sorted
+    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])                           # [N]
+    suppressed = torch.zeros(b.shape[0], dtype=torch.bool, device=b.device)     # [N]
+    keep = []
+    for i in range(b.shape[0]):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        rest = b[i + 1:]                                                        # [N-i-1, 4]
+        w = (torch.min(b[i, 2], rest[:, 2]) - torch.max(b[i, 0], rest[:, 0])).clamp(min=0)
+        h = (torch.min(b[i, 3], rest[:, 3]) - torch.max(b[i, 1], rest[:, 1])).clamp(min=0)
+        inter = w * h                                                           # [N-i-1]
+        iou = inter / (areas[i] + areas[i + 1:] - inter)                        # [N-i-1]
+        suppressed[i + 1:] |= iou.double() > threshold
+    return order[torch.tensor(keep, dtype=torch.int64, device=b.device)]
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each category of ``idxs`` (for the RPN: within each FPN level), never across.
+
+    Two equivalent strategies, chosen exactly as torchvision chooses them on the CPU:
+
+    - up to 4000 numbers in ``boxes``: shift the boxes of category ``c`` by ``c * (max coordinate + 1)``
+      so that different categories cannot overlap, and run one :func:`nms`;
+    - above that: run :func:`nms` per category, then sort the kept ones by score with ``torch.sort``
+      (not stable: torchvision calls it that way, and so do we, so ties come out the same).
+
+    Args:
+        boxes (Tensor[N, 4]), scores (Tensor[N]), idxs (Tensor[N] integer): category per box.
+        iou_threshold (float).
+
+    Returns:
+        Tensor[K] int64: kept indices by decreasing score.
+    """
+    _check_boxes(boxes, "boxes")
+    if not isinstance(idxs, Tensor) or idxs.dim() != 1 or idxs.shape[0] != boxes.shape[0]:
+        raise ValueError(f"idxs must be a Tensor[N] with N = {boxes.shape[0]} (one category per box)")
+    if idxs.is_floating_point() or idxs.dtype == torch.bool:
+        raise TypeError(f"idxs must be an integer tensor, got {idxs.dtype}")
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 100_000):
+        offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))   # [N]
+        return nms(boxes + offsets[:, None], scores, iou_threshold)
+    keep_mask = torch.zeros_like(scores, dtype=torch.bool)
+    for category in torch.unique(idxs):
+        members = torch.where(idxs == category)[0]
+        keep_mask[members[nms(boxes[members], scores[members], iou_threshold)]] = True
+    kept = torch.where(keep_mask)[0]
+    return kept[scores[kept].sort(descending=True)[1]]
+
+
+def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: Sequence[tuple[int, int]],
+                     num_anchors_per_level: Sequence[int], pre_nms_top_n: int = 1000, post_nms_top_n: int = 1000,
+                     nms_thresh: float = 0.7, score_thresh: float = 0.0, min_size: float = 1e-3
+                     ) -> tuple[list[Tensor], list[Tensor]]:
+    """From every decoded anchor to a few hundred proposals per image (torchvision's order of steps).
+
+    Per image: (1) on each level keep the ``pre_nms_top_n`` highest objectness logits
+    (``torch.topk``, as torchvision: which of several *equal* logits make the cut is up to
+    ``topk``, the same call on both sides); (2) scores = sigmoid(logits); (3) clip boxes to the image; (4) drop boxes with
+    a side ``< min_size``; (5) drop scores ``< score_thresh``; (6) NMS per level
+    (:func:`batched_nms` with the level as category); (7) keep the first ``post_nms_top_n``.
+
+    Args:
+        proposals (Tensor[N, A, 4]): decoded boxes of all anchors of N images.
+        objectness (Tensor[N * A, 1] or Tensor[N, A]): logits in the same order.
+        image_shapes (list of (H, W)): the size of each image (before padding).
+        num_anchors_per_level (list of int): summing to A.
+        pre_nms_top_n, post_nms_top_n (int): torchvision uses 2000/2000 in training and 1000/1000 at
+            test time.
+        nms_thresh, score_thresh, min_size: as in torchvision (0.7, 0.0, 1e-3).
+
+    Returns:
+        boxes (list of Tensor[K_i, 4]), scores (list of Tensor[K_i]) by decreasing score.
+    """
+    if not isinstance(proposals, Tensor) or proposals.dim() != 3 or proposals.shape[2] != 4:
+        raise ValueError("proposals must be a Tensor[N, A, 4]")
+    num_images, num_anchors = proposals.shape[:2]
+    if not isinstance(objectness, Tensor) or objectness.numel() != num_images * num_anchors:
+        raise ValueError(f"objectness must hold one logit per proposal ({num_images} x {num_anchors})")
+    if len(image_shapes) != num_images:
+        raise ValueError(f"image_shapes must have one (H, W) per image ({num_images}), got {len(image_shapes)}")
+    per_level = [_check_int(n, "num_anchors_per_level entries") for n in num_anchors_per_level]
+    if sum(per_level) != num_anchors:
+        raise ValueError(f"num_anchors_per_level must sum to the number of anchors per image ({num_anchors}), "
+                         f"got {sum(per_level)}")
+    pre_n = _check_int(pre_nms_top_n, "pre_nms_top_n", low=1)
+    post_n = _check_int(post_nms_top_n, "post_nms_top_n", low=1)
+    device = proposals.device
+    objectness = objectness.detach().reshape(num_images, -1)                    # [N, A]
+    levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=device)
+                        for i, n in enumerate(per_level)]).reshape(1, -1).expand_as(objectness)  # [N, A]
+
+    top_idx, offset = [], 0
+    for ob in objectness.split(per_level, dim=1):                               # [N, A_l]
+        k = min(pre_n, ob.shape[1])
+        top_idx.append(ob.topk(k, dim=1).indices + offset)                      # [N, k]
+        offset += ob.shape[1]
+    top_idx = torch.cat(top_idx, dim=1)                                         # [N, sum k]
+    batch_idx = torch.arange(num_images, device=device)[:, None]
+    objectness, levels, proposals = (objectness[batch_idx, top_idx], levels[batch_idx, top_idx],
+                                     proposals[batch_idx, top_idx])
+    probs = torch.sigmoid(objectness)
+
+    final_boxes, final_scores = [], []
+    for boxes, scores, lvl, shape in zip(proposals, probs, levels, image_shapes):
+        boxes = clip_boxes_to_image(boxes, shape)
+        keep = remove_small_boxes(boxes, min_size)
+        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        keep = torch.where(scores >= score_thresh)[0]
+        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        keep = batched_nms(boxes, scores, lvl, nms_thresh)[:post_n]
+        final_boxes.append(boxes[keep])
+        final_scores.append(scores[keep])
+    return final_boxes, final_scores
+
+
+# -- the whole module ------------------------------------------------------------------------------
+
+class RegionProposalNetwork(nn.Module):
+    """The RPN assembled from the functions above; same constructor and ``forward`` as torchvision's.
+
+    Args:
+        anchor_generator: an :class:`AnchorGenerator` (or torchvision's).
+        head: a module mapping a list of feature maps to ``(objectness list, deltas list)``, e.g.
+            ``torchvision.models.detection.rpn.RPNHead``.
+        fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction: training settings.
+        pre_nms_top_n, post_nms_top_n (dict with ``"training"`` and ``"testing"`` ints).
+        nms_thresh, score_thresh: inference settings.
+
+    ``forward(images, features, targets=None)`` returns ``(boxes per image, losses)``; the losses
+    dict (``loss_objectness``, ``loss_rpn_box_reg``) is empty outside training.
+    """
+
+    def __init__(self, anchor_generator: nn.Module, head: nn.Module, fg_iou_thresh: float = 0.7,
+                 bg_iou_thresh: float = 0.3, batch_size_per_image: int = 256, positive_fraction: float = 0.5,
+                 pre_nms_top_n: Mapping[str, int] | None = None, post_nms_top_n: Mapping[str, int] | None = None,
+                 nms_thresh: float = 0.7, score_thresh: float = 0.0) -> None:
+        super().__init__()
+        self.anchor_generator = anchor_generator
+        self.head = head
+        self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
+        self.fg_iou_thresh = _check_number(fg_iou_thresh, "fg_iou_thresh")
+        self.bg_iou_thresh = _check_number(bg_iou_thresh, "bg_iou_thresh")
+        if self.bg_iou_thresh > self.fg_iou_thresh:
+            raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must be <= fg_iou_thresh ({fg_iou_thresh})")
+        self.batch_size_per_image = _check_int(batch_size_per_image, "batch_size_per_image")
+        self.positive_fraction = _check_number(positive_fraction, "positive_fraction", 0.0, 1.0)
+        self._pre_nms_top_n = dict(pre_nms_top_n or {"training": 2000, "testing": 1000})
+        self._post_nms_top_n = dict(post_nms_top_n or {"training": 2000, "testing": 1000})
+        for name, d in (("pre_nms_top_n", self._pre_nms_top_n), ("post_nms_top_n", self._post_nms_top_n)):
+            if set(d) != {"training", "testing"}:
+                raise ValueError(f"{name} must be a dict with keys 'training' and 'testing', got {sorted(d)}")
+        self.nms_thresh = _check_number(nms_thresh, "nms_thresh")
+        self.score_thresh = _check_number(score_thresh, "score_thresh")
+        self.min_size = 1e-3
+
+    def pre_nms_top_n(self) -> int:
+        return self._pre_nms_top_n["training" if self.training else "testing"]
+
+    def post_nms_top_n(self) -> int:
+        return self._post_nms_top_n["training" if self.training else "testing"]
+
+    def forward(self, images: Any, features: Mapping[str, Tensor],
+                targets: Sequence[Mapping[str, Tensor]] | None = None) -> tuple[list[Tensor], dict[str, Tensor]]:
+        features_list = list(features.values())
+        objectness, pred_bbox_deltas = self.head(features_list)
+        anchors = self.anchor_generator(images, features_list)
+        num_images = len(anchors)
+        num_anchors_per_level = [o[0].numel() for o in objectness]             # A_l * H_l * W_l
+        objectness, pred_bbox_deltas = concat_box_prediction_layers(objectness, pred_bbox_deltas)
+        proposals = self.box_coder.decode(pred_bbox_deltas.detach(), anchors).view(num_images, -1, 4)
+        boxes, _ = filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level,
+                                    self.pre_nms_top_n(), self.post_nms_top_n(), self.nms_thresh,
+                                    self.score_thresh, self.min_size)
+        losses: dict[str, Tensor] = {}
+        if self.training:
+            if targets is None:
+                raise ValueError("targets should not be None")
+            labels, matched_gt_boxes = assign_targets_to_anchors(anchors, targets, self.fg_iou_thresh,
+                                                                 self.bg_iou_thresh)
+            regression_targets = self.box_coder.encode(matched_gt_boxes, anchors)
+            pos, neg = sample_balanced(labels, self.batch_size_per_image, self.positive_fraction)
+            loss_objectness, loss_box = rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, pos, neg)
+            losses = {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_box}
+        return boxes, losses
