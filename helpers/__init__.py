@@ -3,10 +3,22 @@
 One module per stage of the series, each mirroring torchvision's names and signatures where
 torchvision has the function:
 
-- :mod:`helpers.roi`        bilinear interpolation, RoIAlign, RoIPool (notebooks 01-03)
-- :mod:`helpers.viz`        drawing helpers shared by the notebooks
-- :mod:`helpers.widgets`    the ipywidgets slider panels
-- :mod:`helpers.shapes`     the seeded synthetic-shapes data set
+- :mod:`helpers.roi`         bilinear interpolation, RoIAlign, RoIPool (notebooks 01-03)
+- :mod:`helpers.fpn`         FPN level assignment and multi-scale RoIAlign (notebook 04)
+- :mod:`helpers.box_coder`   box encoding and decoding (notebook 05)
+- :mod:`helpers.rpn`         anchors, matching, sampling, RPN losses, NMS, proposals (notebook 05)
+- :mod:`helpers.box_head`    the box head, its losses and post-processing (notebook 06)
+- :mod:`helpers.mask_head`   the mask head, mask targets, mask loss, pasting (notebook 07)
+- :mod:`helpers.model`       torchvision's MaskRCNN assembled for the shapes task (notebooks 08-10)
+- :mod:`helpers.train`       the training entry point, ``python -m helpers.train`` (notebook 09)
+- :mod:`helpers.evaluate`    COCO mask and box AP with pycocotools (notebook 09)
+- :mod:`helpers.coco_data`   a data set read from a COCO-format folder (your own data)
+- :mod:`helpers.ablation`    the RoIAlign-versus-RoIPool ablation runs (notebook 10)
+- :mod:`helpers.pretrained`  the pretrained COCO model and its offline fallback (notebook 11)
+- :mod:`helpers.shapes`      the seeded synthetic-shapes data set (notebooks 00, 05-10)
+- :mod:`helpers.viz`         drawing helpers shared by the notebooks
+- :mod:`helpers.widgets`     the ipywidgets slider panels
+- :mod:`helpers.project`     the repository URL and paths, kept in one place
 
 Conventions used everywhere in the package:
 
@@ -18,4 +30,5 @@ Submodules are imported on demand (``from helpers.roi import roi_align``) so tha
 package stays cheap.
 """
 
-__all__ = ["roi", "viz", "widgets", "shapes"]
+__all__ = ["roi", "fpn", "box_coder", "rpn", "box_head", "mask_head", "model", "train", "evaluate",
+           "coco_data", "ablation", "pretrained", "shapes", "viz", "widgets", "project"]
