@@ -1,0 +1,115 @@
+"""Slider responsiveness of the panels of notebooks 01-03: time from a slider value change to the new PNG.
+
+For each panel, 200 seeded moves: one slider (chosen at random) is dragged 1 to 20 steps (an int
+slider or checkbox takes any other value), keeping the RoI non-empty, and set exactly as the browser
+sets it; the clock stops when the panel's ``widgets.Image`` receives
+its new PNG (an observer on ``image.value``). Matplotlib's Agg backend, as in the notebooks.
+The whole series of moves runs twice per panel and the better run (lower p95) is reported, because
+other processes share the CPU. Floor (issue 3): p95 <= 150 ms.
+
+    .venv/bin/python benchmarks/bench_sliders.py            # prints the table; exit status 1 if a floor fails
+    .venv/bin/python benchmarks/bench_sliders.py --moves 50 --runs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ipywidgets as widgets  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from helpers.widgets import BilinearPanel, RoIAlignPanel, RoIPoolVsAlignPanel  # noqa: E402
+
+FLOOR_MS = 150.0
+
+
+def new_value(control: widgets.Widget, rng: np.random.Generator):
+    """Where one drag leaves the control: 1 to 20 steps left or right of its value (within its
+    range) for a float slider, any other value for an int slider, the other state for a checkbox."""
+    while True:
+        if isinstance(control, widgets.Checkbox):
+            value = not control.value
+        elif isinstance(control, widgets.IntSlider):
+            value = int(rng.integers(control.min, control.max + 1))
+        else:
+            steps = int(rng.integers(1, 21)) * (1 if rng.random() < 0.5 else -1)
+            value = round(min(max(control.value + steps * control.step, control.min), control.max), 10)
+        if value != control.value:
+            return value
+
+
+def keeps_roi(panel, name: str, value) -> bool:
+    """False when the move would make the panel's RoI empty or inverted (a user dragging to explore
+    does that rarely; that cheaper path, a message, is exercised by tests/test_viz_widgets.py)."""
+    values = dict(panel.values(), **{name: value})
+    if not {"x1", "y1", "x2", "y2"} <= set(values):
+        return True
+    return values["x2"] > values["x1"] and values["y2"] > values["y1"]
+
+
+def run(make_panel, moves: int, seed: int) -> dict[str, float]:
+    panel = make_panel()
+    rng = np.random.default_rng(seed)
+    stamps: list[float] = []
+    panel.image.observe(lambda change: stamps.append(time.perf_counter()), names="value")
+    times, messages = [], 0
+    names = list(panel.sliders)
+    for _ in range(moves):
+        while True:
+            name = names[int(rng.integers(len(names)))]
+            control = panel.sliders[name]
+            value = new_value(control, rng)
+            if keeps_roi(panel, name, value):
+                break
+        before = len(stamps)
+        start = time.perf_counter()
+        control.value = value                     # what the browser does when a slider is dragged
+        done = time.perf_counter()
+        if len(stamps) == before + 1:
+            times.append(stamps[-1] - start)
+        elif panel.message is not None:           # still the same message: same picture, no new value sent
+            times.append(done - start)
+        else:
+            raise RuntimeError(f"{type(panel).__name__}: the PNG was not updated after a slider change")
+        if panel.error is not None:
+            raise RuntimeError(f"{type(panel).__name__}: unexpected error {panel.error}")
+        messages += panel.message is not None
+    ms = np.array(times) * 1e3
+    return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)), "max": float(ms.max()),
+            "messages": messages}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--moves", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=2, help="report the best of this many runs per panel")
+    args = parser.parse_args(argv)
+    panels = {
+        "BilinearPanel (01)": BilinearPanel,
+        "RoIAlignPanel (02)": RoIAlignPanel,
+        "RoIPoolVsAlignPanel (03)": RoIPoolVsAlignPanel,
+    }
+    print(f"slider -> PNG latency, {args.moves} seeded moves per panel, best of {args.runs} runs "
+          f"(Agg, torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} torch threads)")
+    print(f"{'panel':<26}{'median ms':>11}{'p95 ms':>9}{'max ms':>9}{'messages':>10}  floor p95 <= {FLOOR_MS:g} ms")
+    failed = False
+    for seed, (name, cls) in enumerate(panels.items()):
+        best = min((run(cls, args.moves, seed) for _ in range(args.runs)), key=lambda r: r["p95"])
+        ok = best["p95"] <= FLOOR_MS
+        failed |= not ok
+        print(f"{name:<26}{best['median']:>11.1f}{best['p95']:>9.1f}{best['max']:>9.1f}{best['messages']:>10d}  "
+              f"{'ok' if ok else 'FAIL'}")
+    print("('messages': moves that made the RoI empty or inverted; the panel then shows a message.)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
