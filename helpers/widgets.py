@@ -96,7 +96,9 @@ class Panel:
         self.message: str | None = None
         self._holding = False
         controls = widgets.VBox(list(self.sliders.values()))
-        self.widget = widgets.VBox([controls, self.notice, widgets.HBox([self.image, self.readout])])
+        # "row wrap": on a narrow page the readout goes under the picture instead of off-screen.
+        picture_and_numbers = widgets.HBox([self.image, self.readout], layout=widgets.Layout(flex_flow="row wrap"))
+        self.widget = widgets.VBox([controls, self.notice, picture_and_numbers])
         self.build()
         for control in self.sliders.values():
             control.observe(self._on_change, names="value")

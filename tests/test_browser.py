@@ -1,0 +1,370 @@
+"""The slider panels of notebooks 01-03 driven in a real JupyterLab, in headless Chromium.
+
+For each notebook the test starts JupyterLab (127.0.0.1, a free port, a token, no browser of its
+own) over a temporary copy of ``notebooks/``, opens the notebook in Debian's ``/usr/bin/chromium``
+through Playwright, clears it, runs all cells, waits for the kernel to be idle, finds the panel by
+its slider names and then, step by step, moves sliders as a student does: focusing a slider's
+handle and pressing ArrowRight or PageUp, or clicking its readout, selecting all, typing a number
+and pressing Enter. After every step it checks what the page shows:
+
+- the slider's readout shows the new value (old + step for ArrowRight, old + 5 steps for PageUp:
+  noUiSlider's page multiplier; the typed number for typing);
+- the readout table beside the figure (``td.panel-value[data-key=...]``) shows the new numbers,
+  which equal the table of the kernel's ``panel.state`` and an independent recomputation in this
+  process (``torch.nn.functional.grid_sample``, ``torchvision.ops.roi_align``/``roi_pool``) for the
+  values now on the sliders;
+- the picture (the ``<img>``'s bytes, fetched from its blob URL) differs from the previous step,
+  is byte for byte the PNG the kernel's Image widget holds, and redrawing the current slider values
+  in the kernel gives the same bytes (so it is the picture *of* those values);
+- no stderr or error output anywhere in the notebook, ``panel.error`` is None;
+- the picture and the readout numbers lie within the notebook's visible width in a window the
+  size of a common laptop screen (1366 x 680 with JupyterLab's file browser open): a number a
+  student would have to scroll sideways to find fails the test (checked after the last step, so
+  the other checks still run and report).
+
+A screenshot of the panel is kept per step under ``test-artifacts/browser/<notebook>/``.
+
+Chromium must be at ``/usr/bin/chromium`` (``apt-get install -y chromium``); if it is missing or
+cannot start the tests fail and say so. Skip them with ``-m "not browser"``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from browser_harness import HOW_TO, VIEWPORT, JupyterLab, KernelPanel, LabNotebook, PanelView, launch_chromium
+
+# each test well under 2 minutes on 2 busy cores; the limit only stops a hung browser or kernel
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def notebook_named(prefix: str) -> str:
+    found = sorted(p.name for p in NOTEBOOKS.glob(f"{prefix}_*.ipynb"))
+    if len(found) != 1:
+        pytest.fail(f"expected one notebook {prefix}_*.ipynb in notebooks/, found {found}", pytrace=False)
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: one JupyterLab and one Chromium for the module
+# ---------------------------------------------------------------------------------------------
+class Browser:
+    """Playwright + Chromium, started once; a failure to start is kept and reported by each test."""
+
+    def __init__(self, profile: Path) -> None:
+        self.failure: str | None = None
+        self.context = None
+        self._pw = None
+        try:
+            from playwright.sync_api import sync_playwright
+
+            self._pw = sync_playwright().start()
+        except Exception as exc:  # noqa: BLE001
+            self.failure = f"Playwright could not start: {exc}"
+            return
+        try:
+            self.context = launch_chromium(self._pw, profile)
+        except pytest.fail.Exception as exc:
+            self.failure = str(exc)
+
+    def page(self) -> Any:
+        if self.failure:
+            pytest.fail(self.failure, pytrace=False)
+        return self.context.new_page()
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()
+        if self._pw is not None:
+            self._pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Browser:
+    b = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> JupyterLab:
+    server = JupyterLab(NOTEBOOKS, tmp_path_factory.mktemp("jupyterlab"), extra_dirs=(ROOT / "data",))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.stop()
+        pytest.fail(f"JupyterLab did not start: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+def test_chromium_starts(browser: Browser) -> None:
+    """Fails, with the reason and the fix, when /usr/bin/chromium is missing or cannot start."""
+    page = browser.page()
+    page.set_content("<p id='x'>ok</p>")
+    assert page.inner_text("#x") == "ok", HOW_TO
+    page.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the steps a student takes, and what each must change
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    label: str
+    slider: str
+    how: str                 # "ArrowRight" / "PageUp" (keyboard on the handle) or "type"
+    text: str = ""           # what to type into the readout
+    changes: tuple[str, ...] = ()   # readout keys whose text must change with this step
+    message: bool = False    # the step makes the RoI empty: a message instead of numbers
+
+
+def expected_value(how: str, text: str, old: float, lo: float, hi: float, step: float) -> float:
+    if how == "ArrowRight":
+        return min(old + step, hi)
+    if how == "PageUp":
+        return min(old + 5 * step, hi)  # noUiSlider's keyboardPageMultiplier is 5
+    return min(max(float(text), lo), hi)
+
+
+def readout_numbers(text: str) -> list[float]:
+    return [float(t) for t in text.replace("(", " ").replace(")", " ").replace(",", " ").split()]
+
+
+def parse_table(readout_html: str) -> dict[str, str]:
+    """``{data-key: text}`` of the readout HTML, whitespace collapsed as a browser renders it."""
+    return {html.unescape(k): " ".join(html.unescape(v).split()) for k, v in
+            re.findall(r"<td class='panel-value' data-key='([^']*)'>([^<]*)</td>", readout_html)}
+
+
+def check_consistent(nb: LabNotebook, view: PanelView, k: KernelPanel, where: str) -> None:
+    """The page shows exactly what the kernel holds, and the picture is that of the slider values."""
+    assert k.error is None, f"{where}: panel.error = {k.error}"
+    assert view.png[:8] == b"\x89PNG\r\n\x1a\n", f"{where}: the page's picture is not a PNG"
+    assert view.png_sha == k.png_sha, f"{where}: the page's picture differs from the kernel's Image widget"
+    assert k.redraw_matches, f"{where}: redrawing the current slider values gives another picture"
+    assert k.readout_html == k.table, f"{where}: the readout is not the table of panel.state"
+    assert view.readout == parse_table(k.readout_html), f"{where}: the page's readout differs from the kernel's"
+    for name, text in view.sliders.items():
+        value, fmt = k.values[name], k.formats[name]
+        shown = format(value, fmt) if fmt else str(value)
+        assert text == shown, f"{where}: slider {name} shows {text!r}, the kernel holds {value!r}"
+    assert nb.error_outputs() == [], f"{where}: error output in the page: {nb.error_outputs()}"
+    if k.message is None:
+        assert view.notice == "", f"{where}: unexpected notice {view.notice!r}"
+    else:
+        assert view.readout == {} and k.message in view.notice, f"{where}: the message is not shown"
+
+
+def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, sliders: list[str],
+          steps: list[Step], reference: Callable[[dict, KernelPanel, str], None], extra: str,
+          cls: str) -> list[str]:
+    """Open notebook ``prefix``, run it, then take ``steps`` on the panel; returns a log of what changed."""
+    name = notebook_named(prefix)
+    shots = artifacts / "browser" / Path(name).stem
+    shutil.rmtree(shots, ignore_errors=True)
+    page = browser.page()
+    nb = LabNotebook(page, lab, name, shots)
+    log: list[str] = []
+    t0 = time.monotonic()
+    try:
+        nb.open()
+        ran = nb.run_all()
+        assert nb.error_outputs() == [], f"error output after running all cells: {nb.error_outputs()}"
+        panel = nb.find_panel(sliders)
+        mid = nb.panel_model_id(panel)
+        assert mid, "the panel's cell output has no widget view"
+        nb.wait_idle()
+        k = nb.kernel_panel(mid, extra)
+        assert k.cls == cls, f"found a {k.cls}, expected a {cls}"
+        label = {n: d for n, d in k.descriptions.items() if d in sliders}  # slider name -> label on the page
+        assert sorted(label.values()) == sorted(sliders), f"slider labels {k.descriptions}"
+
+        def look() -> PanelView:
+            seen = nb.view(panel, sliders)
+            seen.sliders = {n: seen.sliders[d] for n, d in label.items()}
+            return seen
+
+        view = look()
+        check_consistent(nb, view, k, "after run all")
+        reference(view.readout, k, "after run all")
+        nb.screenshot("run-all", panel)
+        log.append(f"{name}: opened and ran all cells in {ran:.1f} s; {cls} found by sliders {sliders}")
+        # checked at the end, so that the steps are still taken and reported when it fails
+        clipped = {"after run all": view.clipped} if view.clipped else {}
+        for step in steps:
+            where = f"{name} step '{step.label}'"
+            old_value = k.values[step.slider]
+            lo, hi, inc = k.steps[step.slider]
+            if step.how == "type":
+                nb.type_value(panel, label[step.slider], step.text)
+            else:
+                nb.press(panel, label[step.slider], step.how)
+            nb.wait_new_image(panel, view.src)
+            nb.wait_idle()
+            new_view = look()
+            new_k = nb.kernel_panel(mid, extra)
+            nb.screenshot(re.sub(r"[^a-z0-9]+", "-", step.label.lower()), panel)
+            want = expected_value(step.how, step.text, old_value, lo, hi, inc)
+            got = new_k.values[step.slider]
+            assert math.isclose(got, want, abs_tol=1e-9), f"{where}: slider {step.slider} = {got}, expected {want}"
+            check_consistent(nb, new_view, new_k, where)
+            assert new_view.png != view.png, f"{where}: the picture did not change"
+            assert new_view.sliders[step.slider] != view.sliders[step.slider], f"{where}: slider readout unchanged"
+            if step.message:
+                assert new_k.message is not None, f"{where}: expected a message for an empty RoI"
+                changed = ["(message) " + new_k.message]
+            else:
+                assert new_k.message is None, f"{where}: unexpected message {new_k.message}"
+                reference(new_view.readout, new_k, where)
+                changed = [key for key in new_view.readout if new_view.readout.get(key) != view.readout.get(key)]
+                for key in step.changes:
+                    assert key in changed, f"{where}: readout {key!r} did not change ({new_view.readout.get(key)})"
+            log.append(f"{step.label}: {step.slider} {view.sliders[step.slider]} -> {new_view.sliders[step.slider]}; "
+                       f"picture {view.png_sha[:8]} -> {new_view.png_sha[:8]}; readout changed: {', '.join(changed)}")
+            if new_view.clipped:
+                clipped[step.label] = new_view.clipped
+            view, k = new_view, new_k
+        assert nb.error_outputs() == []
+        nb.screenshot("final-page", full=True)
+        parts = sorted({p for names in clipped.values() for p in names})
+        assert not clipped, (
+            f"{name}: {parts} lie outside the notebook's visible width in a {VIEWPORT['width']}x"
+            f"{VIEWPORT['height']} window with the file browser open ({len(clipped)} of {len(steps) + 1} "
+            "views), so a student cannot see them without scrolling sideways (see the screenshots)")
+    except BaseException:
+        nb.screenshot("failure", full=True)
+        log.append("FAILED (see the failure screenshot)")
+        raise
+    finally:
+        page.close()
+        log.append(f"total {time.monotonic() - t0:.1f} s")
+        (shots / "steps.txt").write_text("\n".join(log) + "\n")
+        print("\n".join(log))
+    return log
+
+
+def close(text: str, value: float, digits: int, where: str, key: str) -> None:
+    shown = float(text)
+    assert abs(shown - value) <= 0.5 * 10 ** -digits + 1e-9, f"{where}: {key} shows {text}, reference {value:.6f}"
+
+
+def rows_match(readout: dict, prefix: str, reference: torch.Tensor, where: str) -> None:
+    rows = [key for key in readout if re.fullmatch(rf"{re.escape(prefix)}row \d+", key)]
+    assert len(rows) == reference.shape[0], f"{where}: {len(rows)} rows shown, expected {reference.shape[0]}"
+    for i, row in enumerate(reference.tolist()):
+        shown = readout_numbers(readout[f"{prefix}row {i}"])
+        assert len(shown) == len(row) and all(abs(a - b) <= 0.0005 + 1e-9 for a, b in zip(shown, row)), \
+            f"{where}: {prefix}row {i} shows {shown}, reference {[round(v, 4) for v in row]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 01: the sample point of bilinear interpolation
+# ---------------------------------------------------------------------------------------------
+def bilinear_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """The interpolated value and neighbours, recomputed with grid_sample (align_corners=True,
+    border padding: torchvision's rule for -1 <= x <= W, -1 <= y <= H)."""
+    feature = torch.tensor(k.extra["feature"], dtype=torch.float64)
+    h, w = feature.shape
+    x, y = k.values["x"], k.values["y"]
+    grid = torch.tensor([[[[2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1]]]], dtype=torch.float64)
+    value = F.grid_sample(feature[None, None], grid, mode="bilinear", padding_mode="border", align_corners=True)
+    close(readout["x"], x, 4, where, "x")
+    close(readout["y"], y, 4, where, "y")
+    close(readout["interpolated"], float(value), 4, where, "interpolated")
+    cx, cy = min(max(x, 0.0), w - 1.0), min(max(y, 0.0), h - 1.0)
+    x_low, y_low = min(int(math.floor(cx)), w - 1), min(int(math.floor(cy)), h - 1)
+    assert readout["x_low"] == str(x_low) and readout["y_low"] == str(y_low), f"{where}: x_low/y_low"
+    x_high, y_high = min(x_low + 1, w - 1), min(y_low + 1, h - 1)
+    close(readout["A top-left value"], float(feature[y_low, x_low]), 4, where, "A")
+    close(readout["D bottom-right value"], float(feature[y_high, x_high]), 4, where, "D")
+
+
+def test_notebook_01_sample_point(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("x ArrowRight", "x", "ArrowRight", changes=("x", "interpolated")),
+        Step("y PageUp", "y", "PageUp", changes=("y", "interpolated")),
+        Step("type x 2.55", "x", "type", "2.55", changes=("x", "x_low", "A top-left value", "interpolated")),
+        Step("type y -0.75", "y", "type", "-0.75", changes=("y", "y_low", "interpolated")),
+    ]
+    drive(browser, lab, artifacts, "01", ["x", "y"], steps, bilinear_reference,
+          'dict(feature=p.feature.tolist())', "BilinearPanel")
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 02: the RoI of RoIAlign
+# ---------------------------------------------------------------------------------------------
+def roi_align_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """Pooled output and bin size recomputed with torchvision.ops.roi_align for the sliders' values."""
+    feature = torch.tensor(k.extra["feature"], dtype=torch.float64)
+    v = k.values
+    p, sr, aligned = int(v["output_size"]), int(v["sampling_ratio"]), bool(v["aligned"])
+    box = torch.tensor([[0.0, v["x1"], v["y1"], v["x2"], v["y2"]]], dtype=torch.float64)
+    out = torchvision.ops.roi_align(feature[None, None], box, p, 1.0, sr if sr > 0 else -1, aligned)[0, 0]
+    rows_match(readout, "", out, where)
+    for key in ("x1", "y1", "x2", "y2"):
+        close(readout[key], v[key], 4, where, key)
+    offset = 0.5 if aligned else 0.0
+    width = (v["x2"] - offset) - (v["x1"] - offset)
+    close(readout["bin width"], (width if aligned else max(width, 1.0)) / p, 4, where, "bin width")
+
+
+def test_notebook_02_roi_sliders(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("x1 ArrowRight", "x1", "ArrowRight", changes=("x1", "bin width", "row 0")),
+        Step("y2 PageUp", "y2", "PageUp", changes=("y2", "bin height")),
+        Step("type x2 4.5", "x2", "type", "4.5", changes=("x2", "bin width")),
+        Step("output size ArrowRight", "output_size", "ArrowRight", changes=("bin width", "row 2")),
+        Step("type sampling ratio 0", "sampling_ratio", "type", "0", changes=("samples per bin",)),
+        Step("type x1 5 (empty RoI)", "x1", "type", "5", message=True),
+        Step("type x1 1.5", "x1", "type", "1.5", changes=("x1", "bin width")),
+    ]
+    drive(browser, lab, artifacts, "02", ["x1", "y1", "x2", "y2", "output size", "sampling ratio"], steps,
+          roi_align_reference, 'dict(feature=p.feature.tolist())', "RoIAlignPanel")
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 03: the sliding RoI, RoIPool against RoIAlign
+# ---------------------------------------------------------------------------------------------
+def pool_vs_align_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """Both outputs for the shifted box, recomputed with torchvision.ops.roi_pool / roi_align."""
+    feature = torch.tensor(k.extra["feature"], dtype=torch.float64)[None, None]
+    v, p, sr = k.values, k.extra["output_size"], k.extra["sampling_ratio"]
+    s = v["shift"]
+    box = torch.tensor([[0.0, v["x1"] + s, v["y1"], v["x2"] + s, v["y2"]]], dtype=torch.float64)
+    pool = torchvision.ops.roi_pool(feature, box, p, 1.0)[0, 0]
+    align = torchvision.ops.roi_align(feature, box, p, 1.0, sr, False)[0, 0]
+    close(readout["shift"], s, 4, where, "shift")
+    close(readout["RoIPool bin (0, 0)"], float(pool[0, 0]), 4, where, "RoIPool bin (0, 0)")
+    close(readout["RoIAlign bin (0, 0)"], float(align[0, 0]), 4, where, "RoIAlign bin (0, 0)")
+    rows_match(readout, "RoIPool ", pool, where)
+    rows_match(readout, "RoIAlign ", align, where)
+    corners = [int(math.floor(abs(c) + 0.5)) * (1 if c >= 0 else -1) for c in box[0, 1:].tolist()]  # C round()
+    assert readout_numbers(readout["RoIPool corners"]) == corners, f"{where}: RoIPool corners"
+
+
+def test_notebook_03_sliding_roi(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("shift ArrowRight", "shift", "ArrowRight", changes=("shift", "x1 + shift", "RoIAlign bin (0, 0)")),
+        Step("shift PageUp", "shift", "PageUp", changes=("shift", "RoIAlign bin (0, 0)")),
+        Step("type shift 1.5", "shift", "type", "1.5", changes=("shift", "RoIPool corners", "RoIPool bin (0, 0)")),
+        Step("type x1 0.6", "x1", "type", "0.6", changes=("x1 + shift", "RoIAlign bin (0, 0)")),
+    ]
+    drive(browser, lab, artifacts, "03", ["x1", "y1", "x2", "y2", "shift"], steps, pool_vs_align_reference,
+          'dict(feature=p.feature.tolist(), output_size=p.output_size, sampling_ratio=p.sampling_ratio)',
+          "RoIPoolVsAlignPanel")

@@ -1,0 +1,364 @@
+"""The figures the notebooks' text relies on, tested at two depths (nbval never compares images).
+
+Each figure is produced exactly as its notebook produces it: the notebook's code cells are run
+in order, in this process (Agg backend, ``plt.show`` a no-op), up to the cell that draws it, and
+that cell's figure is taken. Then:
+
+1. **the numbers behind the figure**: the artist data (the map shown, the RoI rectangle, the bin
+   lines, the sample point coordinates, the plotted curves, the bars and dots) are compared with
+   an independent recomputation in this file: torchvision's rules written out in float64,
+   ``torchvision.ops.roi_align``/``roi_pool``, ``pycocotools`` for mask IoU;
+2. **the picture itself** with pytest-mpl against the PNGs committed in ``tests/baseline/``.
+
+Tolerance, and why text is left out of the picture: matplotlib's text depends on the font found
+on the machine (the bundled DejaVu Sans, or a system copy of another version when one is
+installed, e.g. by Debian's chromium) and on the FreeType it was built with (pip wheels bundle one,
+conda-forge links the system's); a glyph that moves by one pixel changes many pixels. So before
+comparing, :func:`without_text` hides every text (titles, axis labels, tick labels, value labels,
+legends); the layout is fixed (``figsize``, no tight/constrained layout in these cells), so hiding
+text moves nothing else. What remains (image cells, rectangles, bin lines, points, curves, bars)
+is rasterised by Agg identically everywhere, and is compared with an RMS tolerance of
+``TOLERANCE`` (on 0-255): room for antialiasing differences between matplotlib releases, yet a
+point or bin line moved by a tenth of a pixel of the map fails (``test_tolerance_catches_a_moved_point``).
+The text itself is checked at depth 1 (value labels, titles).
+
+Regenerate the baselines (after an intended change of a figure; look at them before committing)::
+
+    .venv/bin/python -m pytest tests/test_figures.py --mpl-generate-path=tests/baseline
+
+``--mpl`` is in pyproject's ``addopts``, so the README's test command compares them; on a failure
+the baseline, the result and their difference are written to ``test-artifacts/mpl/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+TOLERANCE = 1.0
+MPL = dict(baseline_dir="baseline", tolerance=TOLERANCE, style="default", savefig_kwargs={"dpi": 72})
+
+# figure id -> (notebook prefix, substrings that together identify the first code cell drawing it)
+FIGURES = {
+    "grid_01": ("01", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
+    "grid_02": ("02", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
+    "staircase_03": ("03", ("viz.draw_shift_curves(",)),
+    "iou_03": ("03", ("viz.draw_iou_plot(",)),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# running a notebook's cells in this process
+# ---------------------------------------------------------------------------------------------
+class NotebookRun:
+    """The code cells of one notebook run in order (as a fresh kernel would), stopping once every
+    wanted figure is drawn. ``figures[id]`` is the figure of the cell that drew it; ``ns`` the
+    notebook's variables at that point."""
+
+    def __init__(self, prefix: str) -> None:
+        paths = sorted(NOTEBOOKS.glob(f"{prefix}_*.ipynb"))
+        if len(paths) != 1:
+            pytest.fail(f"expected one notebook {prefix}_*.ipynb, found {[p.name for p in paths]}", pytrace=False)
+        self.name = paths[0].name
+        wanted = {fid: marks for fid, (p, marks) in FIGURES.items() if p == prefix}
+        nb = nbformat.read(paths[0], as_version=4)
+        from IPython.display import display
+
+        self.ns: dict[str, Any] = {"__name__": "__main__", "display": display}
+        self.figures: dict[str, Figure] = {}
+        show = plt.show
+        plt.show = lambda *args, **kwargs: None
+        plt.close("all")
+        # a kernel runs in the notebook's folder; and what the notebook changes globally (seeds,
+        # threads, dtype) must not leak into the tests that run after this one in this process
+        saved = (os.getcwd(), torch.get_rng_state(), np.random.get_state(), random.getstate(),
+                 torch.get_default_dtype(), torch.get_num_threads(), np.get_printoptions())
+        os.chdir(NOTEBOOKS)
+        try:
+            for k, cell in enumerate(nb.cells):
+                if cell.cell_type != "code" or not wanted.keys() - self.figures.keys():
+                    continue
+                if any(line.lstrip().startswith(("%", "!")) for line in cell.source.splitlines()):
+                    pytest.fail(f"{self.name} cell {k} uses IPython syntax; this runner cannot run it")
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(compile(cell.source, f"{self.name}[cell {k}]", "exec"), self.ns)  # noqa: S102
+                for fid, marks in wanted.items():
+                    if fid not in self.figures and all(m in cell.source for m in marks):
+                        self.figures[fid] = plt.gcf()
+                keep = {f.number for f in self.figures.values()}
+                for num in plt.get_fignums():
+                    if num not in keep:
+                        plt.close(num)
+        finally:
+            plt.show = show
+            os.chdir(saved[0])
+            torch.set_rng_state(saved[1])
+            np.random.set_state(saved[2])
+            random.setstate(saved[3])
+            torch.set_default_dtype(saved[4])
+            torch.set_num_threads(saved[5])
+            np.set_printoptions(**saved[6])
+        missing = sorted(wanted.keys() - self.figures.keys())
+        if missing:
+            pytest.fail(f"{self.name}: no code cell draws {[wanted[m] for m in missing]}", pytrace=False)
+
+
+_RUNS: dict[str, NotebookRun] = {}
+
+
+def figure_of(fid: str) -> tuple[Figure, dict[str, Any]]:
+    prefix = FIGURES[fid][0]
+    if prefix not in _RUNS:
+        _RUNS[prefix] = NotebookRun(prefix)
+    run = _RUNS[prefix]
+    return run.figures[fid], run.ns
+
+
+def without_text(fig: Figure) -> Figure:
+    """Hide every text of ``fig`` (see the module docstring) and return it."""
+    for ax in fig.axes:
+        for loc in ("left", "center", "right"):
+            ax.set_title("", loc=loc)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(NullFormatter())
+            axis.set_minor_formatter(NullFormatter())
+        for text in ax.texts:
+            text.set_visible(False)
+        if ax.get_legend() is not None:
+            ax.get_legend().set_visible(False)
+    for text in fig.texts:
+        text.set_visible(False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# independent references
+# ---------------------------------------------------------------------------------------------
+def roi_align_geometry(box: tuple[float, ...], output: int, sampling_ratio: int) -> tuple[np.ndarray, ...]:
+    """torchvision's RoIAlign rule (aligned=False, spatial_scale=1) in float64:
+    returns (bin edges x, bin edges y, sample points [N, 2] in row-major bin order, then grid order)."""
+    x1, y1, x2, y2 = box
+    roi_w, roi_h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+    bw, bh = roi_w / output, roi_h / output
+    gw = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_w / output)
+    gh = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_h / output)
+    points = [(x1 + j * bw + (ix + 0.5) * bw / gw, y1 + i * bh + (iy + 0.5) * bh / gh)
+              for i in range(output) for j in range(output) for iy in range(gh) for ix in range(gw)]
+    return (x1 + np.arange(output + 1) * bw, y1 + np.arange(output + 1) * bh, np.array(points))
+
+
+def only(items: list, what: str) -> Any:
+    assert len(items) == 1, f"expected one {what}, found {len(items)}"
+    return items[0]
+
+
+def check_grid_axes(ax: Any, feature: np.ndarray, box: tuple[float, ...], output: int, sampling_ratio: int) -> None:
+    """A feature-grid axes: the map, the RoI rectangle, its bin lines and its sample points."""
+    from helpers.viz import COLORS
+
+    h, w = feature.shape
+    image = only(ax.images, "image")
+    assert np.array_equal(np.asarray(image.get_array()), feature), "the map drawn is not the feature map"
+    assert np.allclose(image.get_extent(), (-0.5, w - 0.5, h - 0.5, -0.5)), "pixel (0, 0) must be centred at (0, 0)"
+    labels = sorted((round(t.get_position()[0], 6), t.get_text()) for t in ax.texts if t.get_visible()
+                    and t.get_text() and abs(t.get_position()[0] - round(t.get_position()[0])) < 1e-9)
+    assert [t for _, t in labels] == [t for _, t in sorted(
+        (x, f"{feature[y, x]:g}") for y in range(h) for x in range(w))], "value labels differ from the map"
+    edges_x, edges_y, points = roi_align_geometry(box, output, sampling_ratio)
+    rect = only([p for p in ax.patches if isinstance(p, Rectangle) and p.get_zorder() == 4], "RoI rectangle")
+    assert np.allclose([*rect.get_xy(), rect.get_width(), rect.get_height()],
+                       [box[0], box[1], box[2] - box[0], box[3] - box[1]]), "the RoI rectangle is not the box"
+    lines = only([c for c in ax.collections if isinstance(c, LineCollection) and c.get_zorder() == 4], "bin lines")
+    vertical = sorted({round(s[0][0], 9) for s in lines.get_segments() if math.isclose(s[0][0], s[-1][0])})
+    horizontal = sorted({round(s[0][1], 9) for s in lines.get_segments() if math.isclose(s[0][1], s[-1][1])})
+    inner_x, inner_y = set(np.round(edges_x[1:-1], 9)), set(np.round(edges_y[1:-1], 9))
+    assert inner_x <= set(vertical) <= set(np.round(edges_x, 9)), f"vertical bin lines at {vertical}, edges {edges_x}"
+    assert inner_y <= set(horizontal) <= set(np.round(edges_y, 9)), f"horizontal bin lines at {horizontal}"
+    dots = only([c for c in ax.collections if isinstance(c, PathCollection)
+                 and np.allclose(c.get_facecolor()[0][:3], matplotlib.colors.to_rgb(COLORS["sample"]))], "sample points")
+    assert np.allclose(dots.get_offsets(), points, atol=1e-12), \
+        f"sample points drawn {dots.get_offsets().tolist()}, torchvision's rule gives {points.tolist()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the figures
+# ---------------------------------------------------------------------------------------------
+WORKED_FEATURE = np.arange(1.0, 17.0).reshape(4, 4)
+WORKED_BOX = (1.2, 0.8, 2.8, 2.2)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_grid_with_bins_and_sample_points_01() -> Figure:
+    """Notebook 01: the 4x4 map 1..16, RoI (1.2, 0.8, 2.8, 2.2), 2x2 bins, the bin centres."""
+    fig, _ = figure_of("grid_01")
+    ax = only(fig.axes, "axes")
+    check_grid_axes(ax, WORKED_FEATURE, WORKED_BOX, 2, 1)
+    dots = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 4]
+    assert np.allclose(dots[-1].get_offsets(), [[1.6, 1.15], [2.4, 1.15], [1.6, 1.85], [2.4, 1.85]])
+    # the values at those points, as the text states them, from an independent reference
+    grid = torch.tensor(dots[-1].get_offsets(), dtype=torch.float64)
+    norm = (2 * grid / 3 - 1)[None, None]  # align_corners=True: pixel centres 0..3 -> -1..1
+    values = torch.nn.functional.grid_sample(torch.tensor(WORKED_FEATURE)[None, None], norm, align_corners=True)
+    assert np.allclose(values.flatten().numpy(), [7.2, 8.0, 10.0, 10.8])
+    return without_text(fig)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_grid_with_bins_and_sample_points_02() -> Figure:
+    """Notebook 02: sampling_ratio 1 and 2 on the worked RoI, adaptive on a 3.0 x 2.5 box."""
+    fig, _ = figure_of("grid_02")
+    cases = [(WORKED_BOX, 1), (WORKED_BOX, 2), ((0.4, 0.3, 3.4, 2.8), -1)]
+    assert len(fig.axes) == len(cases)
+    for ax, (box, sr) in zip(fig.axes, cases):
+        check_grid_axes(ax, WORKED_FEATURE, box, 2, sr)
+    counts = [len(only([c for c in ax.collections if isinstance(c, PathCollection)
+                        and c.get_zorder() == 5], "sample points").get_offsets()) for ax in fig.axes]
+    assert counts == [4, 16, 16], f"samples drawn per panel {counts}: 2x2 bins x (1, 4, 2x2 adaptive)"
+    return without_text(fig)
+
+
+RAMP = torch.arange(10, dtype=torch.float64).repeat(8, 1)[None, None]  # [1, 1, 8, 10], value = x
+START = (1.2, 0.8, 4.6, 4.4)
+SHIFTS = np.arange(41) * 0.05
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_staircase_versus_smooth_03() -> Figure:
+    """Notebook 03: bin (0, 0) of RoIPool (steps) and RoIAlign (line) as the RoI slides right."""
+    fig, _ = figure_of("staircase_03")
+    ax = only(fig.axes, "axes")
+    lines = {("steps" if line.get_drawstyle() == "steps-post" else "line"): line for line in ax.get_lines()}
+    assert set(lines) == {"steps", "line"}, [line.get_label() for line in ax.get_lines()]
+    boxes = torch.tensor([[0.0, *START]], dtype=torch.float64).repeat(len(SHIFTS), 1)
+    boxes[:, [1, 3]] += torch.tensor(SHIFTS)[:, None]
+    pool = torchvision.ops.roi_pool(RAMP, boxes, 2, 1.0)[:, 0, 0, 0].numpy()
+    align = torchvision.ops.roi_align(RAMP, boxes, 2, 1.0, 2, False)[:, 0, 0, 0].numpy()
+    for line in lines.values():
+        assert np.allclose(line.get_xdata(), SHIFTS), "the x axis is not the shift 0..2 in steps of 0.05"
+    assert np.array_equal(lines["steps"].get_ydata(), pool), "the staircase is not torchvision's roi_pool"
+    assert np.allclose(lines["line"].get_ydata(), align, atol=1e-12), "the line is not torchvision's roi_align"
+    # what the text says: RoIAlign's bin (0, 0) reads the x of its bin centre; RoIPool jumps by whole pixels
+    assert np.allclose(align, START[0] + SHIFTS + (START[2] - START[0]) / 4)
+    assert set(np.diff(pool)) <= {0.0, 1.0} and sorted(set(pool)) == [3.0, 4.0, 5.0]
+    assert "RoIPool" in lines["steps"].get_label() and "RoIAlign" in lines["line"].get_label()
+    return without_text(fig)
+
+
+def independent_ious(masks: Any, boxes: Any, stride: int, method: str, m: int = 28) -> list[float]:
+    """Crop each object's box from its average-pooled mask with torchvision's ops, paste the crop
+    back bilinearly (numpy, float64; crop pixel centres at (i + 0.5) / M of the box, edges repeated),
+    threshold at 0.5 and score against the true mask with pycocotools."""
+    from pycocotools import mask as mask_utils
+
+    masks = torch.as_tensor(np.asarray(masks))
+    boxes = torch.as_tensor(np.asarray(boxes), dtype=torch.float64)
+    features = torch.nn.functional.avg_pool2d(masks[:, None].double(), stride)
+    rois = torch.cat([torch.arange(len(boxes), dtype=torch.float64)[:, None], boxes], dim=1)
+    if method == "RoIPool":
+        crops = torchvision.ops.roi_pool(features, rois, m, 1 / stride)[:, 0]
+    else:
+        crops = torchvision.ops.roi_align(features, rois, m, 1 / stride, 2, method.endswith("aligned=True"))[:, 0]
+    size = masks.shape[-1]
+    out = []
+    for crop, box, mask in zip(crops.numpy(), boxes.tolist(), masks.numpy()):
+        x1, y1, x2, y2 = box
+        centres = np.arange(size) + 0.5
+        u = (centres - x1) / (x2 - x1) * m - 0.5        # crop coordinates of every image column
+        v = (centres - y1) / (y2 - y1) * m - 0.5
+        inside = ((centres >= x1) & (centres <= x2))[None, :] & ((centres >= y1) & (centres <= y2))[:, None]
+        uc, vc = np.clip(u, 0, m - 1), np.clip(v, 0, m - 1)
+        u0, v0 = np.minimum(np.floor(uc).astype(int), m - 2), np.minimum(np.floor(vc).astype(int), m - 2)
+        fu, fv = uc - u0, vc - v0
+        pasted = ((1 - fv)[:, None] * ((1 - fu)[None, :] * crop[v0][:, u0] + fu[None, :] * crop[v0][:, u0 + 1])
+                  + fv[:, None] * ((1 - fu)[None, :] * crop[v0 + 1][:, u0] + fu[None, :] * crop[v0 + 1][:, u0 + 1]))
+        predicted = np.asfortranarray(((pasted * inside) >= 0.5).astype(np.uint8))
+        truth = np.asfortranarray(mask.astype(np.uint8))
+        out.append(float(mask_utils.iou([mask_utils.encode(predicted)], [mask_utils.encode(truth)], [0])[0, 0]))
+    return out
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_misalignment_iou_plot_03() -> Figure:
+    """Notebook 03: mean mask IoU per op and stride (bars, every object a dot), and one object slid
+    across a stride-32 cell (lines); every IoU recomputed independently."""
+    fig, ns = figure_of("iou_03")
+    for var in ("masks", "boxes", "slid_masks", "slid_boxes", "offsets", "METHODS", "STRIDES"):
+        assert var in ns, f"notebook 03 no longer defines {var!r}; update tests/test_figures.py"
+    methods, strides = list(ns["METHODS"]), list(ns["STRIDES"])
+    assert methods == ["RoIPool", "RoIAlign aligned=False", "RoIAlign aligned=True"] and strides == [16, 32]
+    bars_ax, offsets_ax = fig.axes
+    reference = {name: {s: independent_ious(ns["masks"], ns["boxes"], s, name) for s in strides} for name in methods}
+    # bars: one container per method, heights = mean IoU per stride; dots: every object
+    heights = [[r.get_height() for r in container] for container in bars_ax.containers]
+    assert len(heights) == len(methods)
+    dots = [c for c in bars_ax.collections if isinstance(c, PathCollection)]
+    assert len(dots) == len(methods)
+    for name, drawn, scatter in zip(methods, heights, dots):
+        want = [float(np.mean(reference[name][s])) for s in strides]
+        assert np.allclose(drawn, want, atol=1e-3), f"{name}: bars {drawn}, independent means {want}"
+        trials = np.concatenate([reference[name][s] for s in strides])
+        assert np.allclose(scatter.get_offsets()[:, 1], trials, atol=2e-3), f"{name}: dots differ from the IoUs"
+    # the right panel: the same object at 17 offsets, stride 32
+    lines = offsets_ax.get_lines()
+    assert [line.get_label() for line in lines] == methods
+    for name, line in zip(methods, lines):
+        want = independent_ious(ns["slid_masks"], ns["slid_boxes"], 32, name)
+        assert np.allclose(line.get_xdata(), ns["offsets"]) and np.allclose(line.get_ydata(), want, atol=2e-3), name
+    # what the text says: alignment beats rounding, and matters more at stride 32
+    mean = {n: [np.mean(reference[n][s]) for s in strides] for n in methods}
+    assert all(a > p for a, p in zip(mean["RoIAlign aligned=True"], mean["RoIPool"]))
+    assert mean["RoIAlign aligned=True"][1] - mean["RoIPool"][1] > mean["RoIAlign aligned=True"][0] - mean["RoIPool"][0]
+    return without_text(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# the picture comparison can fail
+# ---------------------------------------------------------------------------------------------
+def _rms_after_moving_a_point(dx: float) -> float:
+    from matplotlib.testing.compare import calculate_rms
+
+    from helpers import viz
+
+    def draw(offset: float) -> np.ndarray:
+        with matplotlib.style.context("default"):
+            fig, ax = plt.subplots(figsize=(4.5, 4.5))
+            viz.draw_feature_grid(torch.tensor(WORKED_FEATURE), ax=ax)
+            viz.draw_roi_bins(WORKED_BOX, 2, ax=ax)
+            viz.draw_sample_points(np.array([[1.6 + offset, 1.15], [2.4, 1.15], [1.6, 1.85], [2.4, 1.85]]), ax=ax)
+            without_text(fig)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=MPL["savefig_kwargs"]["dpi"])
+            plt.close(fig)
+        buffer.seek(0)
+        return (plt.imread(buffer)[..., :3] * 255).astype(np.int16)
+
+    return calculate_rms(draw(0.0), draw(dx))
+
+
+def test_tolerance_catches_a_moved_point() -> None:
+    """A sample point moved by 0.1 map pixel exceeds the tolerance; the same drawing twice is exact."""
+    assert _rms_after_moving_a_point(0.0) == 0.0
+    assert _rms_after_moving_a_point(0.1) > TOLERANCE
