@@ -1446,8 +1446,10 @@ def draw_instance_predictions(image: ArrayLike, prediction: Mapping[str, Any], n
         rect = Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.8)
         ax.add_patch(rect)
         name = names[label] if 0 <= label < len(names) else str(label)
-        texts.append(ax.text(x1 - 0.5, y1 - 1.5, f"{name} {scores[keep[k]]:.2f}", color="white", fontsize=7,
-                             va="bottom", clip_on=True, bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0}))
+        near_top = y1 < 0.08 * h  # no room above the box: write the label just inside it
+        texts.append(ax.text(x1 - 0.5, y1 - 0.5 if near_top else y1 - 1.5, f"{name} {scores[keep[k]]:.2f}",
+                             color="white", fontsize=7, va="top" if near_top else "bottom", clip_on=True,
+                             bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0}))
         rects.append(rect)
     if not rects:
         ax.text(0.5, 0.5, f"no detections above {score_thresh:g}", ha="center", va="center", transform=ax.transAxes)
@@ -1505,7 +1507,7 @@ def draw_ablation_bars(rows: Sequence[Mapping[str, Any]], kind: str = "mask",
     ax.set_xticks(ticks)
     ax.set_xticklabels(tick_labels, fontsize=8)
     ax.set_ylabel(f"{kind} {'AP (%)' if scale == 100 else 'AP'}")
-    ax.set_ylim(0, 100 * scale / 100 * 1.08 if scale == 100 else 1.08)
+    ax.set_ylim(0, 1.08 * scale)
     ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return bars

@@ -267,3 +267,98 @@ def test_shipped_checkpoint_is_small_and_loads_with_weights_only():
     assert count_parameters(model) == sum(v.numel() for k, v in raw["state_dict"].items()
                                           if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     assert raw["extra"]["classes"] == ["background", "circle", "square", "triangle"]
+
+
+# -- claims of notebooks 08 and 09 about the model --------------------------------------------------
+def test_backbone_is_nine_times_cheaper_than_resnet18_fpn():
+    from torch.utils.flop_counter import FlopCounterMode
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    def gflops(module):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module.eval()(torch.zeros(1, 3, 128, 128))
+        return counter.get_total_flops() / 1e9
+
+    ours, theirs = build_model().backbone, resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5)
+    assert count_parameters(theirs) > 6 * count_parameters(ours)
+    assert gflops(theirs) > 9 * gflops(ours)
+
+
+def test_stage_by_stage_equals_the_whole_model_and_series_pieces_agree():
+    """Notebook 08's two claims, on one validation image and a batch of four."""
+    import copy
+    from unittest import mock
+
+    from torchvision.models.detection import roi_heads as tv_roi_heads
+    from torchvision.models.detection import transform as tv_transform
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    from helpers.shapes import ShapesDataset
+
+    model, _ = load_checkpoint(DATA_DIR / "shapes_maskrcnn.pt")
+    val = ShapesDataset(8, seed=1_000_000)
+    image = val[5][0]
+    with torch.no_grad():
+        reference = model([image])[0]
+        images, _ = model.transform([image])
+        features = model.backbone(images.tensors)
+        feats = list(features.values())
+        objectness, deltas = model.rpn.head(feats)
+        anchors = model.rpn.anchor_generator(images, feats)
+        obj, dl = concat_box_prediction_layers(objectness, deltas)
+        proposals = model.rpn.box_coder.decode(dl, anchors).view(1, -1, 4)
+        per_level = [o[0].numel() for o in objectness]
+        boxes, _ = model.rpn.filter_proposals(proposals, obj, images.image_sizes, per_level)
+        rh = model.roi_heads
+        logits, regression = rh.box_predictor(rh.box_head(rh.box_roi_pool(features, boxes, images.image_sizes)))
+        det, scores, labels = rh.postprocess_detections(logits, regression, boxes, images.image_sizes)
+        mask_logits = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, det, images.image_sizes)))
+        probs = tv_roi_heads.maskrcnn_inference(mask_logits, labels)[0]
+        pasted = tv_roi_heads.paste_masks_in_image(probs, det[0], (128, 128))
+    for ours, key in ((det[0], "boxes"), (scores[0], "scores"), (labels[0], "labels"), (pasted, "masks")):
+        torch.testing.assert_close(ours, reference[key], rtol=0, atol=0)
+
+    from helpers.box_head import fastrcnn_loss
+    from helpers.fpn import multiscale_roi_align
+    from helpers.mask_head import MaskHead, maskrcnn_loss, paste_masks_in_image
+
+    class SeriesPooler(MultiScaleRoIAlign):
+        def forward(self, x, boxes, image_shapes):
+            return multiscale_roi_align(x, boxes, image_shapes, self.output_size, self.sampling_ratio,
+                                        self.featmap_names)
+
+    series = copy.deepcopy(model)
+    series.roi_heads.box_roi_pool = SeriesPooler(["0", "1", "2", "3"], 7, 2)
+    series.roi_heads.mask_roi_pool = SeriesPooler(["0", "1", "2", "3"], 14, 2)
+    series.roi_heads.mask_head = MaskHead.from_torchvision(model.roi_heads.mask_head, model.roi_heads.mask_predictor)
+    series.roi_heads.mask_predictor = torch.nn.Identity()
+    patches = (mock.patch.object(tv_transform, "paste_masks_in_image", paste_masks_in_image),
+               mock.patch.object(tv_roi_heads, "fastrcnn_loss", fastrcnn_loss),
+               mock.patch.object(tv_roi_heads, "maskrcnn_loss", maskrcnn_loss))
+    batch = [val[i][0] for i in range(4)]
+    with torch.no_grad():
+        a = model(batch)
+        with patches[0], patches[1], patches[2]:
+            b = series(batch)
+    for x, y in zip(a, b):
+        assert torch.equal(x["labels"], y["labels"])
+        torch.testing.assert_close(x["boxes"], y["boxes"], rtol=0, atol=1e-3)
+        torch.testing.assert_close(x["scores"], y["scores"], rtol=0, atol=1e-4)
+        torch.testing.assert_close(x["masks"], y["masks"], rtol=0, atol=1e-4)
+
+    def losses(m, use_series):
+        m.train()
+        for layer in m.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.eval()
+        imgs, tgts = zip(*[val[i] for i in range(4)])
+        torch.manual_seed(0)
+        with torch.no_grad():
+            if use_series:
+                with patches[0], patches[1], patches[2]:
+                    return m(list(imgs), list(tgts))
+            return m(list(imgs), list(tgts))
+
+    reference_losses, series_losses = losses(copy.deepcopy(model), False), losses(series, True)
+    for name in reference_losses:
+        torch.testing.assert_close(series_losses[name], reference_losses[name], rtol=1e-5, atol=1e-7)
