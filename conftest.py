@@ -10,3 +10,10 @@ The online path has its own test (tests/test_pretrained.py, with a model built w
 import os
 
 os.environ.setdefault("MASKRCNN_SBS_OFFLINE", "1")
+
+# Property tests explore the same examples on every run and every machine: a red CI is then a real,
+# reproducible failure, never a lucky draw. (Tests may still set max_examples etc. themselves.)
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("series", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("series")

@@ -484,7 +484,9 @@ def roipool_cells(boxes: Tensor, stride: int, map_size: tuple[int, int]) -> Tens
     """The feature cells RoIPool reads for each box (torchvision's CPU kernel's rule, in float64).
 
     Corners are scaled by ``1 / stride`` and rounded half away from zero (C's ``round``); the end is
-    *inclusive* (``width = x2 - x1 + 1``, at least 1), then clipped to the map.
+    *inclusive* (``width = x2 - x1 + 1``, at least 1), then clipped to the map. A box whose rounded
+    top-left corner lands on or past the map's last row or column reads no cell at all in torchvision
+    (every bin is empty and RoIPool returns zeros); here it is clamped to the last cell.
 
     Args:
         boxes: ``Tensor[K, 4]`` ``(x1, y1, x2, y2)`` in image pixels.

@@ -193,7 +193,8 @@ def _roipool_read(boxes, stride, size):
     def last(c):
         return torch.where(full, pooled[:, c], -1e9).amax(dim=(1, 2))
 
-    return torch.stack([-last(2), -last(3), last(0), last(1)], dim=1).double() / stride
+    read = torch.stack([-last(2), -last(3), last(0), last(1)], dim=1).double() / stride
+    return read, full.flatten(1).any(dim=1)
 
 
 @settings(deadline=None, max_examples=60)
@@ -203,7 +204,12 @@ def test_roipool_cells_match_torchvision(raw, stride):
     boxes = torch.tensor([[x, y, min(x + w, 128.0), min(y + h, 128.0)] for x, y, w, h in raw], dtype=torch.float32)
     size = 128 // stride
     cells = roipool_cells(boxes, stride, (size, size))
-    assert torch.equal(_roipool_read(boxes, stride, 128), cells.double())
+    read, reads_any = _roipool_read(boxes, stride, 128)
+    assert torch.equal(read[reads_any], cells[reads_any].double())
+    # A box whose rounded top-left corner lands on or past the map's last edge reads no cell at all
+    # (torchvision's RoIPool returns zeros); roipool_cells clamps it to the last cell instead.
+    rounded = torch.floor(boxes[~reads_any, :2].double() / stride + 0.5)
+    assert bool((rounded >= size).any(dim=1).all())
     extent = roipool_extent(boxes, stride, (size, size))
     assert torch.equal(extent[:, :2], cells[:, :2].double() * stride)
     assert torch.equal(extent[:, 2:], (cells[:, 2:] + 1).double() * stride)
