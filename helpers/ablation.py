@@ -371,27 +371,23 @@ def run_ablation(ops: Sequence[str] = DEFAULT_OPS, strides: Sequence[int] = DEFA
         bar = tqdm(total=len(wanted), initial=len(wanted) - len(todo), desc="ablation runs", unit="run",
                    file=sys.stderr)
     try:
+        def finished(record: dict) -> None:
+            done[_key(record)] = record
+            write(False)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{record['op']} s{record['feature_stride']} seed {record['seed']}: "
+                                    f"mask AP {record['mask']['AP']:.3f}")
+
         if jobs == 1:
             for spec in specs:
-                record = _run_spec(spec)
-                done[_key(record)] = record
-                write(False)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(f"{record['op']} s{record['feature_stride']} seed {record['seed']}: "
-                                        f"mask AP {record['mask']['AP']:.3f}")
+                finished(_run_spec(spec))
         else:
             ctx = multiprocessing.get_context("spawn")
             with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
                 pending = [pool.submit(_run_spec, spec) for spec in specs]
                 for fut in futures.as_completed(pending):
-                    record = fut.result()
-                    done[_key(record)] = record
-                    write(False)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix_str(f"{record['op']} s{record['feature_stride']} seed {record['seed']}: "
-                                            f"mask AP {record['mask']['AP']:.3f}")
+                    finished(fut.result())
     finally:
         if bar is not None:
             bar.close()
