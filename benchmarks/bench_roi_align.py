@@ -12,7 +12,7 @@ Table 1, the case of issue 3: 512 RoIs on a 1x256x50x68 feature map (stride 16, 
 torchvision, and the largest absolute difference of the outputs and of the input gradients.
 Floors: forward <= 3x torchvision's time, forward + backward <= 1.5x, differences <= 1e-4.
 The row "helpers.roi (embedding_bag)" is the other gather design that was measured (see
-``helpers.roi._weighted_gather``); the default ("auto") uses the CSR sparse matmul at this size.
+``helpers.roi.roi_align_kernel(..., backend=...)``); the default ("auto") uses the CSR sparse matmul at this size.
 
 Table 2: the readable loop version (``roi_align_loop``) against the vectorised one on a small
 case (8 RoIs, 1x16x32x32, 7x7, ``sampling_ratio=2``), as notebook 02 shows.
@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 import torchvision.ops as tv
 
-from helpers.roi import _check_roi_args, _roi_align_impl, roi_align, roi_align_loop
+from helpers.roi import check_roi_args, roi_align, roi_align_kernel, roi_align_loop
 
 FORWARD_FLOOR = 3.0
 FORWARD_BACKWARD_FLOOR = 1.5
@@ -79,10 +79,10 @@ def forward_backward(
 def table_vs_torchvision(repeats: int) -> bool:
     feat, boxes = make_case()
     args = ((7, 7), 1 / 16, 2, False)
-    rois, ph, pw, scale, sr, al = _check_roi_args(feat, boxes, *args)
+    rois, ph, pw, scale, sr, al = check_roi_args(feat, boxes, *args)
 
     def ours_ebag(x, b, *a):
-        return _roi_align_impl(x, rois, ph, pw, scale, sr, al, "avg", backend="embedding_bag")
+        return roi_align_kernel(x, rois, ph, pw, scale, sr, al, "avg", backend="embedding_bag")
 
     ops = [("torchvision.ops.roi_align", tv.roi_align), ("helpers.roi.roi_align", roi_align),
            ("helpers.roi (embedding_bag)", ours_ebag)]

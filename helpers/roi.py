@@ -23,12 +23,22 @@ Conventions
 
 The functions
 -------------
-- :func:`bilinear_weights`, :func:`bilinear_interpolate`: one sample, torchvision's edge rules.
+Functions marked (nb) are exported verbatim from the notebook that writes them in the open (their
+``#@save`` cells; ``python tools/nb.py export`` writes them here, the tests check they have not drifted):
+they are the teaching versions, and the references the fast versions are tested against.
+
+- :func:`bilinear` (nb 01): one point inside the map, the textbook formula.
+- :func:`bilinear_tv` (nb 02): one point with torchvision's edge rules.
+- :func:`bilinear_weights`, :func:`bilinear_interpolate`: the same rules, vectorised over points.
 - :func:`roi_sample_points`: where RoIAlign samples (bins and points), for drawing.
-- :func:`roi_align_loop`: readable reference with Python loops (slow).
-- :func:`roi_align`: vectorised, differentiable, equal to ``torchvision.ops.roi_align``.
+- :func:`roi_align_loop` (nb 02): RoIAlign as plain loops (slow, readable).
+- :func:`axis_rule`, :func:`roi_align_padded` (nb 02): RoIAlign vectorised on grids padded to the
+  largest one; ``reduce="max"`` gives the max variant.
+- :func:`roi_align`: the fast version, differentiable, equal to ``torchvision.ops.roi_align``.
 - :func:`roi_align_max`: the paper's "RoIAlign (max)" variant (not in torchvision).
-- :func:`roi_pool_bins`, :func:`roi_pool`: RoIPool's integer bins and RoIPool itself.
+- :func:`c_round` (nb 03): C's rounding, halves away from zero.
+- :func:`roi_pool_loop` (nb 03): RoIPool as plain loops.
+- :func:`roi_pool_bins`, :func:`roi_pool`: RoIPool's integer bins and the fast RoIPool.
 - :func:`convert_boxes_to_roi_format`: list of ``Tensor[L, 4]`` -> ``Tensor[K, 5]``.
 
 How the vectorised versions are fast
@@ -65,9 +75,17 @@ __all__ = [
     "bilinear_interpolate",
     "convert_boxes_to_roi_format",
     "roi_sample_points",
+    "bilinear",
+    "bilinear_tv",
     "roi_align_loop",
+    "axis_rule",
+    "roi_align_padded",
+    "check_roi_args",
+    "roi_align_kernel",
     "roi_align",
     "roi_align_max",
+    "c_round",
+    "roi_pool_loop",
     "roi_pool_bins",
     "roi_pool",
 ]
@@ -253,7 +271,7 @@ def _check_coordinates(name: str, xyxy: Tensor) -> None:
         )
 
 
-def _check_roi_args(
+def check_roi_args(
     input: Tensor,
     boxes: BoxesType,
     output_size: OutputSizeType,
@@ -261,6 +279,15 @@ def _check_roi_args(
     sampling_ratio: int = -1,
     aligned: bool = False,
 ) -> tuple[Tensor, int, int, float, int, bool]:
+    """Check the arguments of :func:`roi_align` / :func:`roi_pool` (same meaning) and normalise them.
+
+    Raises ``TypeError`` / ``ValueError`` naming the argument and what is allowed.
+
+    Returns:
+        ``(rois, PH, PW, spatial_scale, sampling_ratio, aligned)``: ``rois`` a detached
+        ``Tensor[K, 5]`` in ``input``'s dtype (a list of boxes converted), the rest as Python scalars,
+        ready for :func:`roi_align_kernel`.
+    """
     _check_input(input)
     ph, pw = _check_output_size(output_size)
     scale = _check_spatial_scale(spatial_scale)
@@ -291,6 +318,18 @@ def _single_box(name: str, box: object) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 # Bilinear interpolation (notebook 01)
 # --------------------------------------------------------------------------------------------------
+
+
+# @export notebooks/01_bilinear_interpolation.ipynb: bilinear (edit the notebook; tools/nb.py export writes this)
+def bilinear(feature: torch.Tensor, x: float, y: float) -> float:
+    '''Value of feature[H, W] at the real point (x, y), 0 <= x <= W-1, 0 <= y <= H-1 (centres at integers, y down).'''
+    H, W = feature.shape
+    x0, y0 = math.floor(x), math.floor(y)
+    x1, y1 = min(x0 + 1, W - 1), min(y0 + 1, H - 1)
+    dx, dy = x - x0, y - y0
+    A, B, C, D = feature[y0, x0], feature[y0, x1], feature[y1, x0], feature[y1, x1]
+    return float((1 - dx) * (1 - dy) * A + dx * (1 - dy) * B + (1 - dx) * dy * C + dx * dy * D)
+# @end export bilinear
 
 
 @dataclass(frozen=True)
@@ -700,56 +739,125 @@ def roi_sample_points(
 # --------------------------------------------------------------------------------------------------
 
 
-def roi_align_loop(
-    input: Tensor,
-    boxes: BoxesType,
-    output_size: OutputSizeType,
-    spatial_scale: float = 1.0,
-    sampling_ratio: int = -1,
-    aligned: bool = False,
-) -> Tensor:
-    """RoIAlign written as plain loops over RoIs, bins and samples: the readable reference.
+# @export notebooks/02_roi_align.ipynb: bilinear_tv (edit the notebook; tools/nb.py export writes this)
+def bilinear_tv(fmap: torch.Tensor, x: float, y: float) -> torch.Tensor:
+    '''fmap[C, H, W] at the real point (x, y) with torchvision's edge rules; returns Tensor[C].'''
+    C, H, W = fmap.shape
+    if y < -1.0 or y > H or x < -1.0 or x > W:         # rule 1: too far outside, the sample is 0
+        return fmap.new_zeros(C)
+    y, x = max(y, 0.0), max(x, 0.0)                     # rule 2: clamp to the first row / column
+    y0, x0 = int(y), int(x)
+    if y0 >= H - 1:                                      # rule 3: pin to the last row
+        y0 = y1 = H - 1
+        y = float(y0)
+    else:
+        y1 = y0 + 1
+    if x0 >= W - 1:                                      # ... and column
+        x0 = x1 = W - 1
+        x = float(x0)
+    else:
+        x1 = x0 + 1
+    dx, dy = x - x0, y - y0
+    return ((1 - dx) * (1 - dy) * fmap[:, y0, x0] + dx * (1 - dy) * fmap[:, y0, x1]
+            + (1 - dx) * dy * fmap[:, y1, x0] + dx * dy * fmap[:, y1, x1])
+# @end export bilinear_tv
 
-    Slow (a Python loop per sample): use it on small inputs to read and check, use :func:`roi_align`
-    for work. Same arguments and result as :func:`roi_align` / ``torchvision.ops.roi_align``
-    (coordinates are computed in Python floats, i.e. float64, so float32 results can differ from
-    torchvision's in the last bits). Differentiable with respect to ``input``.
 
-    Returns:
-        Tensor[K, C, PH, PW]
-    """
-    rois, ph, pw, scale, sr, aligned = _check_roi_args(
-        input, boxes, output_size, spatial_scale, sampling_ratio, aligned
-    )
-    n, c, height, width = input.shape
+# @export notebooks/02_roi_align.ipynb: roi_align_loop (edit the notebook; tools/nb.py export writes this)
+def roi_align_loop(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    '''RoIAlign with plain loops. input[N, C, H, W], boxes[K, 5] = (n, x1, y1, x2, y2) -> [K, C, PH, PW].'''
+    PH, PW = (output_size, output_size) if isinstance(output_size, int) else output_size
+    K, C = boxes.shape[0], input.shape[1]
+    out = input.new_zeros(K, C, PH, PW)
     offset = 0.5 if aligned else 0.0
-    pooled = []
-    for b, x1, y1, x2, y2 in rois.tolist():
-        feature = input[int(b)]  # [C, H, W]
-        start_x, start_y = x1 * scale - offset, y1 * scale - offset  # feature-map coordinates
-        roi_w, roi_h = x2 * scale - offset - start_x, y2 * scale - offset - start_y
-        if not aligned:  # legacy: a RoI is at least 1 x 1
+    for k, (n, bx1, by1, bx2, by2) in enumerate(boxes.tolist()):
+        x1, y1 = bx1 * spatial_scale - offset, by1 * spatial_scale - offset    # feature-map coordinates
+        x2, y2 = bx2 * spatial_scale - offset, by2 * spatial_scale - offset
+        roi_w, roi_h = x2 - x1, y2 - y1
+        if not aligned:                                      # legacy: at least 1 x 1
             roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
-        bin_w, bin_h = roi_w / pw, roi_h / ph
-        grid_w = sr if sr > 0 else math.ceil(roi_w / pw)  # samples per bin side
-        grid_h = sr if sr > 0 else math.ceil(roi_h / ph)
-        count = max(grid_h * grid_w, 1)
-        rows = []
-        for p_h in range(ph):
-            row = []
-            for p_w in range(pw):
-                total = input.new_zeros(c)
+        bin_w, bin_h = roi_w / PW, roi_h / PH
+        grid_w = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_w / PW)
+        grid_h = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_h / PH)
+        for i in range(PH):
+            for j in range(PW):
+                total = input.new_zeros(C)
                 for iy in range(grid_h):
-                    y = start_y + p_h * bin_h + (iy + 0.5) * bin_h / grid_h
+                    y = y1 + i * bin_h + (iy + 0.5) * bin_h / grid_h
                     for ix in range(grid_w):
-                        x = start_x + p_w * bin_w + (ix + 0.5) * bin_w / grid_w
-                        total = total + bilinear_interpolate(feature, x, y)  # [C]
-                row.append(total / count)  # average over the grid
-            rows.append(torch.stack(row, dim=-1))  # [C, PW]
-        pooled.append(torch.stack(rows, dim=-2))  # [C, PH, PW]
-    if not pooled:
-        return input.new_zeros(0, c, ph, pw) + input.sum() * 0  # keeps the graph for autograd
-    return torch.stack(pooled)  # [K, C, PH, PW]
+                        x = x1 + j * bin_w + (ix + 0.5) * bin_w / grid_w
+                        total = total + bilinear_tv(input[int(n)], x, y)
+                out[k, :, i, j] = total / max(grid_h * grid_w, 1)   # the average
+    return out
+# @end export roi_align_loop
+
+
+# --------------------------------------------------------------------------------------------------
+# RoIAlign: vectorised on a padded grid (notebook 02), the teaching version
+# --------------------------------------------------------------------------------------------------
+
+
+# @export notebooks/02_roi_align.ipynb: axis_rule (edit the notebook; tools/nb.py export writes this)
+def axis_rule(c: torch.Tensor, size: int):
+    '''torchvision's edge rules along one axis for coordinates c: (low, high, frac, valid), each like c.'''
+    valid = (c >= -1.0) & (c <= size)                         # rule 1
+    c = c.clamp(min=0.0)                                      # rule 2
+    low = c.long()                                            # int() = floor for c >= 0
+    pinned = low >= size - 1                                  # rule 3
+    low = torch.where(pinned, size - 1, low)
+    high = torch.where(pinned, size - 1, low + 1)
+    frac = torch.where(pinned, torch.zeros_like(c), c - low)
+    return low, high, frac, valid
+
+
+def roi_align_padded(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False, reduce="avg"):
+    '''Vectorised RoIAlign on grids padded to the largest one. input[N, C, H, W], boxes[K, 5] -> [K, C, PH, PW];
+    reduce="max" for the max variant.'''
+    PH, PW = (output_size, output_size) if isinstance(output_size, int) else output_size
+    N, C, H, W = input.shape
+    K = boxes.shape[0]
+    if K == 0:
+        return input.new_zeros(0, C, PH, PW)
+    n = boxes[:, 0].long()                                                   # [K]
+    xyxy = boxes[:, 1:].to(input.dtype) * spatial_scale - (0.5 if aligned else 0.0)
+    x1, y1 = xyxy[:, 0], xyxy[:, 1]                                          # [K]
+    roi_w, roi_h = xyxy[:, 2] - x1, xyxy[:, 3] - y1
+    if not aligned:
+        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    bin_w, bin_h = roi_w / PW, roi_h / PH                                    # [K]
+    if sampling_ratio > 0:
+        grid_w = grid_h = torch.full_like(n, sampling_ratio)
+    else:
+        grid_w, grid_h = torch.ceil(roi_w / PW).long(), torch.ceil(roi_h / PH).long()
+    GH, GW = int(grid_h.max()), int(grid_w.max())                            # pad to the largest grid
+    iy, ix = torch.arange(GH), torch.arange(GW)
+    y = (y1[:, None, None] + torch.arange(PH)[None, :, None] * bin_h[:, None, None]
+         + (iy + 0.5) * bin_h[:, None, None] / grid_h.clamp(min=1)[:, None, None])   # [K, PH, GH]
+    x = (x1[:, None, None] + torch.arange(PW)[None, :, None] * bin_w[:, None, None]
+         + (ix + 0.5) * bin_w[:, None, None] / grid_w.clamp(min=1)[:, None, None])   # [K, PW, GW]
+    y_lo, y_hi, ly, y_ok = axis_rule(y, H)                                   # [K, PH, GH] each
+    x_lo, x_hi, lx, x_ok = axis_rule(x, W)                                   # [K, PW, GW] each
+    y_ok = y_ok & (iy < grid_h[:, None, None])                               # drop the padding samples
+    x_ok = x_ok & (ix < grid_w[:, None, None])
+
+    def pixels(rows, cols):                                                  # -> [K, PH, GH, PW, GW, C]
+        return input[n[:, None, None, None, None], :, rows[:, :, :, None, None], cols[:, None, None, :, :]]
+
+    wy = lambda t: t[:, :, :, None, None, None]                              # [K, PH, GH] -> broadcastable
+    wx = lambda t: t[:, None, None, :, :, None]                              # [K, PW, GW] -> broadcastable
+    values = (wy(1 - ly) * wx(1 - lx) * pixels(y_lo, x_lo) + wy(1 - ly) * wx(lx) * pixels(y_lo, x_hi)
+              + wy(ly) * wx(1 - lx) * pixels(y_hi, x_lo) + wy(ly) * wx(lx) * pixels(y_hi, x_hi))
+    inside = wy(y_ok) & wx(x_ok)                                             # [K, PH, GH, PW, GW, 1]
+    padding = ~(wy(iy < grid_h[:, None, None]) & wx(ix < grid_w[:, None, None]))
+    values = values * inside                                                 # outside samples count as 0
+    if reduce == "avg":
+        count = (grid_h * grid_w).clamp(min=1).to(input.dtype)[:, None, None, None]
+        pooled = values.sum(dim=(2, 4)) / count                              # [K, PH, PW, C]
+    else:
+        pooled = values.masked_fill(padding, -math.inf).amax(dim=(2, 4))
+        pooled = torch.where(torch.isinf(pooled), torch.zeros_like(pooled), pooled)  # a bin without samples: 0
+    return pooled.permute(0, 3, 1, 2)                                        # [K, C, PH, PW]
+# @end export axis_rule
 
 
 # --------------------------------------------------------------------------------------------------
@@ -869,7 +977,7 @@ def _weighted_gather(table: Tensor, row: Tensor, col: Tensor, val: Tensor, n_row
     raise ValueError(f"backend must be 'csr' or 'embedding_bag', got {backend!r}")
 
 
-def _roi_align_impl(
+def roi_align_kernel(
     input: Tensor,
     rois: Tensor,
     ph: int,
@@ -880,7 +988,20 @@ def _roi_align_impl(
     mode: str,
     backend: str = "auto",
 ) -> Tensor:
-    """Vectorised RoIAlign on validated arguments; ``mode`` "avg" (torchvision) or "max" (the paper's)."""
+    """The vectorised RoIAlign of :func:`roi_align` on arguments already checked by :func:`check_roi_args`.
+
+    Args:
+        input (Tensor[N, C, H, W]): feature maps.
+        rois (Tensor[K, 5]): ``(batch index, x1, y1, x2, y2)``, checked.
+        ph, pw, scale, sr, aligned: output size, ``spatial_scale``, ``sampling_ratio``, ``aligned``.
+        mode (str): ``"avg"`` (torchvision's RoIAlign) or ``"max"`` (the paper's max variant).
+        backend (str): how each bin's weighted sum of pixels is gathered: ``"csr"`` (a sparse CSR
+            matmul, fastest on big problems), ``"embedding_bag"`` (fastest on small ones) or ``"auto"``
+            (picks by the amount of work). The benchmark and the tests compare the two.
+
+    Returns:
+        Tensor[K, C, PH, PW]
+    """
     n, c, height, width = input.shape
     k_count = rois.shape[0]
     out_dtype = input.dtype
@@ -949,10 +1070,10 @@ def roi_align(
     Returns:
         Tensor[K, C, PH, PW]: the pooled features, K = number of boxes (may be 0).
     """
-    rois, ph, pw, scale, sr, al = _check_roi_args(
+    rois, ph, pw, scale, sr, al = check_roi_args(
         input, boxes, output_size, spatial_scale, sampling_ratio, aligned
     )
-    return _roi_align_impl(input, rois, ph, pw, scale, sr, al, mode="avg")
+    return roi_align_kernel(input, rois, ph, pw, scale, sr, al, mode="avg")
 
 
 def roi_align_max(
@@ -973,10 +1094,10 @@ def roi_align_max(
 
     Args and Returns: as :func:`roi_align`.
     """
-    rois, ph, pw, scale, sr, al = _check_roi_args(
+    rois, ph, pw, scale, sr, al = check_roi_args(
         input, boxes, output_size, spatial_scale, sampling_ratio, aligned
     )
-    return _roi_align_impl(input, rois, ph, pw, scale, sr, al, mode="max")
+    return roi_align_kernel(input, rois, ph, pw, scale, sr, al, mode="max")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -984,11 +1105,35 @@ def roi_align_max(
 # --------------------------------------------------------------------------------------------------
 
 
-def _c_round(v: Tensor) -> Tensor:
-    """C's ``round``: to the nearest integer, halves away from zero (torch.round sends halves to even)."""
-    t = torch.trunc(v)
-    frac = v - t  # exact in floating point
-    return torch.where(frac.abs() >= 0.5, t + torch.sign(v), t)
+# @export notebooks/03_roipool_vs_roialign.ipynb: c_round (edit the notebook; tools/nb.py export writes this)
+def c_round(v: torch.Tensor) -> torch.Tensor:
+    '''C's round(): to the nearest integer, halves away from zero (torch.round and Python's round go to even).'''
+    t = torch.trunc(v)                                       # drop the fraction: toward zero
+    return torch.where((v - t).abs() >= 0.5, t + torch.sign(v), t)
+# @end export c_round
+
+
+# @export notebooks/03_roipool_vs_roialign.ipynb: roi_pool_loop (edit the notebook; tools/nb.py export writes this)
+def roi_pool_loop(input, boxes, output_size, spatial_scale=1.0):
+    '''RoIPool with plain loops. input[N, C, H, W], boxes[K, 5] = (n, x1, y1, x2, y2) -> [K, C, PH, PW].'''
+    PH, PW = (output_size, output_size) if isinstance(output_size, int) else output_size
+    N, C, H, W = input.shape
+    out = input.new_zeros(boxes.shape[0], C, PH, PW)
+    for k in range(boxes.shape[0]):
+        n = int(boxes[k, 0])
+        x1, y1, x2, y2 = c_round(boxes[k, 1:].to(input.dtype) * spatial_scale).long().tolist()   # 1. rounded corners
+        roi_w, roi_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)              # 2. inclusive ends
+        bin_w, bin_h = roi_w / PW, roi_h / PH
+        for i in range(PH):
+            h0 = min(max(y1 + math.floor(i * bin_h), 0), H)                  # 3. whole-pixel bins, clipped
+            h1 = min(max(y1 + math.ceil((i + 1) * bin_h), 0), H)
+            for j in range(PW):
+                w0 = min(max(x1 + math.floor(j * bin_w), 0), W)
+                w1 = min(max(x1 + math.ceil((j + 1) * bin_w), 0), W)
+                if h1 > h0 and w1 > w0:                                      # 4. max; an empty bin stays 0
+                    out[k, :, i, j] = input[n, :, h0:h1, w0:w1].amax(dim=(1, 2))
+    return out
+# @end export roi_pool_loop
 
 
 @dataclass
@@ -1010,7 +1155,7 @@ class _PoolBins:
 def _pool_bins(xyxy: Tensor, ph: int, pw: int, scale: float, height: int | None, width: int | None) -> _PoolBins:
     """torchvision's RoIPool bin arithmetic for Tensor[K, 4] boxes (in the boxes' dtype)."""
     dtype = xyxy.dtype
-    corners = _c_round(xyxy * scale).long()  # [K, 4]
+    corners = c_round(xyxy * scale).long()  # [K, 4]
     sx, sy, ex, ey = corners.unbind(1)
     roi_w = (ex - sx + 1).clamp(min=1)  # inclusive ends; malformed boxes become 1 wide
     roi_h = (ey - sy + 1).clamp(min=1)
@@ -1152,7 +1297,7 @@ def roi_pool(
     Returns:
         Tensor[K, C, PH, PW]
     """
-    rois, ph, pw, scale, _, _ = _check_roi_args(input, boxes, output_size, spatial_scale)
+    rois, ph, pw, scale, _, _ = check_roi_args(input, boxes, output_size, spatial_scale)
     n, c, height, width = input.shape
     k_count = rois.shape[0]
     if k_count == 0 or c == 0:

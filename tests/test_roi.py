@@ -20,14 +20,19 @@ from hypothesis import strategies as st
 
 from helpers import roi as R
 from helpers.roi import (
+    bilinear,
     bilinear_interpolate,
+    bilinear_tv,
     bilinear_weights,
+    c_round,
     convert_boxes_to_roi_format,
     roi_align,
     roi_align_loop,
     roi_align_max,
+    roi_align_padded,
     roi_pool,
     roi_pool_bins,
+    roi_pool_loop,
     roi_sample_points,
 )
 
@@ -315,14 +320,43 @@ def test_roi_align_loop_equals_vectorised():
         vec, vec_g = grad_of(roi_align, x, rois, (2, 3), 0.5, sr, aligned)
         torch.testing.assert_close(loop, vec, atol=1e-12, rtol=0)
         torch.testing.assert_close(loop_g, vec_g, atol=1e-12, rtol=0)
-    # float32, list format
+    # float32
     x32, r32 = x.float(), rois.float()
-    torch.testing.assert_close(
-        roi_align_loop(x32, as_list(r32, 2), 2, 0.5, 2),
-        tv.roi_align(x32, as_list(r32, 2), 2, 0.5, 2),
-        atol=1e-5,
-        rtol=0,
-    )
+    torch.testing.assert_close(roi_align_loop(x32, r32, 2, 0.5, 2), tv.roi_align(x32, r32, 2, 0.5, 2), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_padded_grid_version_is_the_reference_of_the_fast_one(seed):
+    """Notebook 02's padded-grid vectorisation (exported into helpers.roi) against the fast roi_align
+    and roi_align_max, values and input gradients, adaptive and fixed grids."""
+    gen = torch.Generator().manual_seed(40 + seed)
+    x = torch.randn(2, 3, 9, 10, generator=gen, dtype=torch.float64)
+    rois = random_rois(gen, 2, 9, 10, 0.5, k=12)
+    for aligned, sr in [(False, -1), (True, 0), (False, 2), (True, 3)]:
+        for reduce, fast in (("avg", roi_align), ("max", roi_align_max)):
+            ref, ref_g = grad_of(lambda t, *a: roi_align_padded(t, *a, reduce=reduce), x, rois, (2, 3), 0.5, sr, aligned)
+            got, got_g = grad_of(fast, x, rois, (2, 3), 0.5, sr, aligned)
+            torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+            if reduce == "avg":  # max: ties may route the gradient to a different (equal) sample
+                torch.testing.assert_close(got_g, ref_g, atol=1e-12, rtol=0)
+
+
+def test_teaching_versions_of_bilinear_and_roi_pool():
+    """The notebooks' bilinear (01), bilinear_tv (02), c_round and roi_pool_loop (03), exported into
+    helpers.roi, against the fast versions and torchvision."""
+    gen = torch.Generator().manual_seed(8)
+    f = torch.randn(3, 5, 6, generator=gen, dtype=torch.float64)
+    for x, y in torch.rand(50, 2, generator=gen, dtype=torch.float64).mul(torch.tensor([7.0, 6.0])).sub(1.2).tolist():
+        torch.testing.assert_close(bilinear_tv(f, x, y), bilinear_interpolate(f, x, y), atol=1e-12, rtol=0)
+        if 0 <= x <= 5 and 0 <= y <= 4:
+            assert math.isclose(bilinear(f[0], x, y), bilinear_interpolate(f[0], x, y).item(), abs_tol=1e-12)
+    halves = torch.tensor([0.5, 1.5, 2.5, -0.5, -2.5, 0.49999997, -1.7, 3.0])
+    assert c_round(halves).tolist() == [1, 2, 3, -1, -3, 0, -2, 3]
+    x = torch.randn(2, 3, 9, 10, generator=gen, dtype=torch.float64)
+    rois = random_rois(gen, 2, 9, 10, 0.5, k=12)
+    for out in (1, (2, 3), 4):
+        torch.testing.assert_close(roi_pool_loop(x, rois, out, 0.5), tv.roi_pool(x, rois, out, 0.5), atol=0, rtol=0)
+        torch.testing.assert_close(roi_pool(x, rois, out, 0.5), roi_pool_loop(x, rois, out, 0.5), atol=0, rtol=0)
 
 
 def test_chunked_paths(monkeypatch):
@@ -344,8 +378,8 @@ def test_embedding_bag_backend_equals_csr():
     x = torch.randn(2, 5, 10, 11, generator=gen, dtype=torch.float64)
     rois = random_rois(gen, 2, 10, 11, 0.5).double()
     for mode in ("avg", "max"):
-        a, a_g = grad_of(lambda t: R._roi_align_impl(t, rois, 3, 3, 0.5, -1, True, mode, "embedding_bag"), x)
-        b, b_g = grad_of(lambda t: R._roi_align_impl(t, rois, 3, 3, 0.5, -1, True, mode, "csr"), x)
+        a, a_g = grad_of(lambda t: R.roi_align_kernel(t, rois, 3, 3, 0.5, -1, True, mode, "embedding_bag"), x)
+        b, b_g = grad_of(lambda t: R.roi_align_kernel(t, rois, 3, 3, 0.5, -1, True, mode, "csr"), x)
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
         torch.testing.assert_close(a_g, b_g, atol=1e-12, rtol=0)
 
@@ -365,7 +399,7 @@ def test_roi_align_dtype_casts_and_empty():
     # no boxes: Tensor[0, C, PH, PW], both formats, and backward still works
     xg = x.clone().requires_grad_(True)
     for boxes in (torch.zeros(0, 5), [torch.zeros(0, 4), torch.zeros(0, 4)]):
-        for fn in (roi_align, roi_align_max, roi_align_loop, roi_pool):
+        for fn in (roi_align, roi_align_max, roi_pool):
             out = fn(xg, boxes, (2, 3))
             assert out.shape == (0, 3, 2, 3)
             out.sum().backward()
@@ -582,7 +616,7 @@ ERRORS = [
 
 ERROR_CASES = [
     pytest.param(fn, *case, id=f"{fn.__name__}-{i}")
-    for fn in (roi_align, roi_align_max, roi_align_loop, roi_pool)
+    for fn in (roi_align, roi_align_max, roi_pool)  # the teaching versions (loops) check nothing
     for i, case in enumerate(ERRORS)
     if not (fn is roi_pool and ("sampling_ratio" in case[4] or "aligned" in case[4]))  # roi_pool has neither
 ]

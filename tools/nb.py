@@ -4,6 +4,8 @@
     python tools/nb.py nav --check      # exit 1 if any generated cell is stale (run by the tests)
     python tools/nb.py execute          # nav, then re-execute and re-save every notebook in place
     python tools/nb.py execute notebooks/02_roi_align.ipynb   # just one (or several)
+    python tools/nb.py export           # write the notebooks' ``#@save`` cells into helpers/
+    python tools/nb.py export --check   # exit 1 if helpers/ and the notebooks have drifted (run by the tests)
 
 Generated cells are found by their cell tag and rewritten in place; everything else is yours:
 
@@ -173,6 +175,93 @@ def execute(paths: list[Path], timeout: int = 1800) -> None:
         print(f"executed {path.relative_to(ROOT)}: {status}")
 
 
+# -- export: the functions a notebook writes in the open are the ones helpers/ holds ---------------------
+# A code cell whose first line is ``#@save helpers.<module>`` (d2l's convention, with the module named)
+# is copied verbatim, minus that line, into a block of helpers/<module>.py:
+#
+#     # @export notebooks/02_roi_align.ipynb: roi_align_loop (edit the notebook; tools/nb.py export writes this)
+#     ...the cell's code...
+#     # @end export roi_align_loop
+#
+# The block is keyed by the notebook and the first name the cell defines. `export` rewrites every block
+# (a new one is appended at the end of its module, to be moved by hand if order matters); `export --check`
+# fails when a block differs from its cell, a block has no cell, or a cell has no block.
+
+SAVE = re.compile(r"^#@save\s+helpers\.(\w+)\s*$")
+BLOCK = re.compile(r"^# @export (?P<nb>\S+): (?P<key>\w+) \(edit the notebook.*?\)\n(?P<body>.*?)^# @end export (?P=key)\n",
+                   re.S | re.M)
+DEFINES = re.compile(r"^(?:def|class)\s+(\w+)|^(\w+)\s*(?::[^=]*)?=", re.M)
+
+
+def saved_cells(root: Path = ROOT) -> list[tuple[str, str, str, str]]:
+    """Every ``#@save`` cell of the series: ``(notebook path, module, key, code)``."""
+    found = []
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            first, _, rest = cell.source.partition("\n")
+            m = SAVE.match(first.strip())
+            if not m:
+                continue
+            code = rest.strip("\n") + "\n"
+            d = DEFINES.search(code)
+            if d is None:
+                raise ValueError(f"{path.name}: a #@save cell defines nothing:\n{code[:200]}")
+            found.append((f"notebooks/{path.name}", m.group(1), d.group(1) or d.group(2), code))
+    return found
+
+
+def block_text(nb: str, key: str, code: str) -> str:
+    return (f"# @export {nb}: {key} (edit the notebook; tools/nb.py export writes this)\n"
+            f"{code}# @end export {key}\n")
+
+
+def export(check: bool = False, root: Path = ROOT) -> int:
+    """Write (or, with ``check``, compare) every exported block of ``helpers/``; 1 if anything drifted."""
+    cells = saved_cells(root)
+    problems, changed = [], []
+    modules = sorted({m for _, m, _, _ in cells} | {p.stem for p in (root / "helpers").glob("*.py")
+                                                     if "# @export " in p.read_text()})
+    for module in modules:
+        path = root / "helpers" / f"{module}.py"
+        if not path.is_file():
+            problems.append(f"#@save names helpers.{module}, which does not exist")
+            continue
+        text = path.read_text()
+        wanted = {(nb, key): code for nb, m, key, code in cells if m == module}
+        seen = set()
+
+        def replace(match: re.Match) -> str:
+            ident = (match["nb"], match["key"])
+            if ident not in wanted:
+                problems.append(f"helpers/{module}.py: block {match['key']} of {match['nb']} has no #@save cell")
+                return match.group(0)
+            seen.add(ident)
+            return block_text(*ident, wanted[ident])
+
+        new = BLOCK.sub(replace, text)
+        for ident, code in wanted.items():
+            if ident not in seen:
+                if check:
+                    problems.append(f"helpers/{module}.py: no block for {ident[1]} of {ident[0]}")
+                else:
+                    new = new.rstrip("\n") + "\n\n\n" + block_text(*ident, code)
+        if new != text:
+            changed.append(f"helpers/{module}.py")
+            if not check:
+                path.write_text(new)
+    if check and changed:
+        problems.append("exported code differs from its notebook cell in " + ", ".join(changed)
+                        + " (edit the notebook, then run `python tools/nb.py export`)")
+    for p in problems:
+        print(p)
+    if not check:
+        print(f"export: {len(cells)} cells, rewrote {len(changed)} module(s)")
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -180,10 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     p_nav.add_argument("--check", action="store_true", help="only report stale cells; exit 1 if any")
     p_exe = sub.add_parser("execute", help="nav, then re-execute notebooks in place")
     p_exe.add_argument("paths", nargs="*", type=Path)
+    p_exp = sub.add_parser("export", help="write the #@save cells of the notebooks into helpers/")
+    p_exp.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
     args = parser.parse_args(argv)
     if args.cmd == "nav":
         return nav(check=args.check)
+    if args.cmd == "export":
+        return export(check=args.check)
     nav()
+    if export():
+        return 1
     paths = [p.resolve() for p in args.paths] or notebook_paths()
     execute(paths)
     return 0
