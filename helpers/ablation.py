@@ -37,7 +37,7 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -285,11 +285,9 @@ def run_ablation(ops: Sequence[str] = DEFAULT_OPS, strides: Sequence[int] = DEFA
     done, previous_wall = _finished_runs(out_path, settings) if resume else ({}, 0.0)
     # seed-major order: an interrupted grid still holds whole seeds of every setting
     wanted = [(s, op, seed) for seed in seeds for s in strides for op in ops]
-    specs = [{"op": op, "stride": stride, "seed": seed, "train_overrides": train_overrides,
-              "model_overrides": model_overrides, "progress": progress and jobs == 1,
-              "checkpoint": str(checkpoint_path(checkpoints, op, stride, seed))
-              if checkpoints is not None and seed == checkpoint_seed else None}
-             for stride, op, seed in wanted if (stride, op, seed) not in done]
+    keep = None if checkpoints is None else (checkpoints, checkpoint_seed)
+    specs = [_spec(key, train_overrides, model_overrides, keep, progress and jobs == 1)
+             for key in wanted if key not in done]
     start = time.perf_counter()
 
     def write(complete: bool) -> dict[str, Any]:
@@ -307,14 +305,21 @@ def run_ablation(ops: Sequence[str] = DEFAULT_OPS, strides: Sequence[int] = DEFA
         for record in _run_all(specs, jobs):
             done[_key(record)] = record
             write(False)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{record['op']} s{record['feature_stride']} seed {record['seed']}: "
-                                    f"mask AP {record['mask']['AP']:.3f}")
+            _show_run(bar, record)
     finally:
         if bar is not None:
             bar.close()
     return write(True)
+
+
+def _spec(key: tuple[int, str, int], train_overrides: dict[str, Any], model_overrides: dict[str, Any],
+          keep: tuple[str | Path, int | None] | None, progress: bool) -> dict[str, Any]:
+    """The arguments of one :func:`run_one` call (a dict, so that a process pool can pickle it);
+    ``keep = (folder, seed)``: save the models of that seed in that folder."""
+    stride, op, seed = key
+    checkpoint = str(checkpoint_path(keep[0], op, stride, seed)) if keep is not None and seed == keep[1] else None
+    return {"op": op, "stride": stride, "seed": seed, "train_overrides": train_overrides,
+            "model_overrides": model_overrides, "checkpoint": checkpoint, "progress": progress}
 
 
 def _settings(ops: list[str], strides: list[int], seeds: list[int], train_overrides: dict[str, Any],
@@ -359,6 +364,13 @@ def _runs_bar(total: int, initial: int) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="ablation runs", unit="run", file=sys.stderr)
+
+
+def _show_run(bar: Any, record: Mapping[str, Any]) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix_str(f"{record['op']} s{record['feature_stride']} seed {record['seed']}: "
+                            f"mask AP {record['mask']['AP']:.3f}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -578,17 +590,20 @@ def _list(kind: type):
     return parse
 
 
+_TRAIN_OPTIONS: tuple[str, ...] = ("steps", "batch_size", "val_images", "eval_subset", "warmup_steps")
+"""The :data:`ABLATION_TRAIN` fields the command line can change."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m helpers.ablation`` argument parser (relative paths: from the repository root)."""
     p = argparse.ArgumentParser(prog=DEFAULT_COMMAND, description=__doc__.split("\n\n")[0])
     p.add_argument("--ops", type=_list(str), default=list(DEFAULT_OPS), help="default align,pool")
     p.add_argument("--strides", type=_list(int), default=list(DEFAULT_STRIDES), help="default 4,16")
     p.add_argument("--seeds", type=_list(int), default=list(DEFAULT_SEEDS), help="default 0,1,2")
-    p.add_argument("--steps", type=int, default=ABLATION_TRAIN["steps"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=ABLATION_TRAIN["batch_size"], help="default %(default)s")
-    p.add_argument("--val-images", type=int, default=ABLATION_TRAIN["val_images"], help="default %(default)s")
-    p.add_argument("--eval-subset", type=int, default=ABLATION_TRAIN["eval_subset"], help="default %(default)s")
-    p.add_argument("--warmup-steps", type=int, default=ABLATION_TRAIN["warmup_steps"], help="default %(default)s")
+    help_of = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
+    for name in _TRAIN_OPTIONS:  # the TrainConfig options, with the ablation's defaults
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=ABLATION_TRAIN[name],
+                       help=f"{help_of[name]} (default %(default)s)")
     p.add_argument("--jobs", type=int, default=2, help="trainings side by side (default %(default)s)")
     p.add_argument("--out", default=repo_relative(DEFAULT_OUT), help="results JSON (default %(default)s)")
     p.add_argument("--checkpoints", default=repo_relative(DEFAULT_CHECKPOINTS),
@@ -603,8 +618,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     a = parser.parse_args(argv)
-    train_overrides = {"steps": a.steps, "batch_size": a.batch_size, "val_images": a.val_images,
-                       "eval_subset": a.eval_subset, "warmup_steps": a.warmup_steps}
+    train_overrides = {name: getattr(a, name) for name in _TRAIN_OPTIONS}
     try:
         results = run_ablation(a.ops, a.strides, a.seeds, out=a.out,
                                checkpoints=None if a.checkpoints.lower() == "none" else a.checkpoints,
