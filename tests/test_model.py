@@ -302,7 +302,7 @@ def test_checkpoint_errors(tmp_path):
 
 def test_shipped_checkpoint_is_small_and_loads_with_weights_only():
     path = SHAPES_CHECKPOINT
-    assert path.is_file(), "data/shapes_maskrcnn.pt is missing: run `python -m helpers.train`"
+    assert path.is_file(), f"{path} is missing: run `python -m helpers.train`"
     assert path.stat().st_size <= 20 * 2**20
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"state_dict", "config", "extra"}
