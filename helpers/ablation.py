@@ -8,8 +8,9 @@ branch, :class:`helpers.model.MultiScaleRoIPooler`), on one feature map at a fin
 stride, for several seeds. Every run trains from scratch with :func:`helpers.train.train` and is
 scored with COCOeval (``segm`` and ``bbox``) on the same held-out validation images.
 
-Regenerate the shipped results (``data/ablation_results.json`` and the four seed-0 checkpoints
-in ``data/ablation/``) with::
+Regenerate the shipped results (``data/ablation_results.json``,
+:data:`helpers.project.ABLATION_RESULTS`, and the four seed-0 float16 checkpoints in
+``data/ablation/``, :data:`helpers.project.ABLATION_CHECKPOINTS`) with::
 
     python -m helpers.ablation
 
@@ -36,13 +37,18 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from helpers.checks import check_boxes, check_choice, check_hw, check_int, check_list
+from helpers.model import POOL_OPS, load_checkpoint, save_checkpoint
+from helpers.project import ABLATION_CHECKPOINTS, ABLATION_RESULTS, ROOT
+from helpers.train import LOSS_NAMES, TrainConfig, machine_info, repo_relative, train
 
 __all__ = [
     "ABLATION_MODEL",
@@ -58,7 +64,6 @@ __all__ = [
     "summarise",
     "format_summary",
     "checkpoint_path",
-    "save_half_checkpoint",
     "load_half_checkpoint",
     "roipool_cells",
     "roipool_extent",
@@ -99,111 +104,61 @@ ABLATION_TRAIN: dict[str, Any] = {
 DEFAULT_OPS: tuple[str, ...] = ("align", "pool")
 DEFAULT_STRIDES: tuple[int, ...] = (4, 16)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
-DEFAULT_OUT = "data/ablation_results.json"
-DEFAULT_CHECKPOINTS = "data/ablation"
+DEFAULT_OUT: Path = ABLATION_RESULTS
+"""Where :func:`run_ablation` writes its results by default (``data/ablation_results.json``)."""
+DEFAULT_CHECKPOINTS: Path = ABLATION_CHECKPOINTS
+"""Where it keeps the seed-0 models by default (``data/ablation/``)."""
 DEFAULT_COMMAND = "python -m helpers.ablation"
 
 METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm")
 """The COCO metrics stored per run and IoU type (the shapes have no large objects)."""
 
-_ROOT = Path(__file__).resolve().parent.parent
-
 
 # ----------------------------------------------------------------------------------------------
-# checks
+# checks and paths
 # ----------------------------------------------------------------------------------------------
-def _check_ops(ops: Any) -> list[str]:
-    from helpers.model import POOL_OPS
-
-    if isinstance(ops, str) or not isinstance(ops, (list, tuple)) or not ops:
-        raise TypeError(f"ops must be a non-empty list drawn from {POOL_OPS}, got {ops!r}")
-    bad = [op for op in ops if op not in POOL_OPS]
-    if bad:
-        raise ValueError(f"ops must be drawn from {POOL_OPS}, got {bad}")
-    return list(dict.fromkeys(ops))
+def _unique(values: Any, name: str, check: Callable[[Any, str], Any]) -> list[Any]:
+    """A non-empty list, each item checked with ``check(item, "name[i]")``, repeats dropped."""
+    items = check_list(values, name, minimum_length=1)
+    return list(dict.fromkeys(check(v, f"{name}[{i}]") for i, v in enumerate(items)))
 
 
-def _check_ints(name: str, values: Any, allowed: Sequence[int] | None = None) -> list[int]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
-        raise TypeError(f"{name} must be a non-empty list of ints, got {values!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
-        raise TypeError(f"{name} must hold ints only, got {values!r}")
-    if allowed is not None and any(v not in allowed for v in values):
-        raise ValueError(f"{name} must be drawn from {list(allowed)}, got {list(values)}")
-    if any(v < 0 for v in values):
-        raise ValueError(f"{name} must be >= 0, got {list(values)}")
-    return list(dict.fromkeys(values))
+def _check_op(op: Any, name: str = "op") -> str:
+    return check_choice(op, name, POOL_OPS)
 
 
-def _resolve(path: str | Path) -> Path:
-    """Relative paths are relative to the repository root (the results live in its ``data/``)."""
-    path = Path(path)
-    return path if path.is_absolute() else _ROOT / path
+def _check_stride(stride: Any, name: str = "stride") -> int:
+    return check_int(stride, name, minimum=1)
+
+
+def _check_seed(seed: Any, name: str = "seed") -> int:
+    return check_int(seed, name, minimum=0)
 
 
 def checkpoint_path(folder: str | Path, op: str, stride: int, seed: int) -> Path:
-    """``folder/<op>_stride<stride>_seed<seed>.pt`` (the seed-0 models shipped in ``data/ablation/``)."""
-    return _resolve(folder) / f"{op}_stride{stride}_seed{seed}.pt"
-
-
-# ----------------------------------------------------------------------------------------------
-# small checkpoints: float16 weights (half the bytes), loaded back into float32
-# ----------------------------------------------------------------------------------------------
-def save_half_checkpoint(model: torch.nn.Module, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
-    """Save a :func:`helpers.model.build_model` model with its float tensors rounded to float16.
-
-    Args:
-        model: a model carrying ``shapes_config`` (from :func:`helpers.model.build_model`).
-        path: the file to write; its folder is created.
-        extra: plain-typed information to store beside the weights.
-
-    Returns:
-        The path written. ``{"state_dict", "config", "extra"}``, loadable with
-        ``torch.load(weights_only=True)``; about 2 MB for the ablation's 1 M parameters.
-    """
-    config = getattr(model, "shapes_config", None)
-    if config is None:
-        raise TypeError("model must come from helpers.model.build_model (it has no shapes_config)")
-    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu().clone())
-             for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": state, "config": config.to_dict(), "extra": dict(extra or {})}, path)
-    return path
+    """``folder/<op>_stride<stride>_seed<seed>.pt``, a relative ``folder`` taken from the repository
+    root (the seed-0 models are shipped in :data:`DEFAULT_CHECKPOINTS`)."""
+    return ROOT / folder / f"{op}_stride{stride}_seed{seed}.pt"
 
 
 def load_half_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load :func:`save_half_checkpoint`'s file into a float32 model in eval mode.
+    """Load an ablation model: :func:`helpers.model.load_checkpoint` of a float16 checkpoint.
 
-    Args:
-        path: the checkpoint file.
+    The ablation saves its models with ``save_checkpoint(..., dtype=torch.float16)`` (about 2 MB for
+    1 M parameters); this reads one into a float32 model (eval mode, CPU) that holds the float16
+    values exactly, and says how to regenerate a missing one.
 
     Returns:
-        ``(model, checkpoint)``: torchvision's ``MaskRCNN`` (eval mode, CPU, float32 weights that
-        hold the float16 values exactly) and the loaded dict.
+        ``(model, checkpoint)``: torchvision's ``MaskRCNN`` and the loaded dict.
     """
-    from helpers.model import build_model
-
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise FileNotFoundError(f"no ablation checkpoint at {path}; regenerate with `{DEFAULT_COMMAND}`")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or not {"state_dict", "config"} <= set(checkpoint):
-        raise ValueError(f"{path} is not an ablation checkpoint (it needs 'state_dict' and 'config' keys)")
-    model = build_model(checkpoint["config"])
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in checkpoint["state_dict"].items()}
-    model.load_state_dict(state)
-    return model.eval(), checkpoint
+    return load_checkpoint(path)
 
 
 # ----------------------------------------------------------------------------------------------
 # one run
 # ----------------------------------------------------------------------------------------------
-def _round_metrics(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    return {kind: {name: round(float(metrics[iou][name]), 4) for name in METRICS}
-            for kind, iou in (("mask", "segm"), ("box", "bbox"))}
-
-
 def run_one(op: str, stride: int, seed: int, train_overrides: Mapping[str, Any] | None = None,
             model_overrides: Mapping[str, Any] | None = None, checkpoint: str | Path | None = None,
             progress: bool = False) -> dict[str, Any]:
@@ -227,11 +182,9 @@ def run_one(op: str, stride: int, seed: int, train_overrides: Mapping[str, Any] 
         ``checkpoint_subset_mask_AP``: the float16 model's mask AP on the first ``eval_subset``
         validation images, which notebook 10 recomputes.
     """
-    from helpers.train import LOSS_NAMES, TrainConfig, train
-
-    _check_ops([op])
-    _check_ints("stride", [stride])
-    _check_ints("seed", [seed])
+    _check_op(op)
+    _check_stride(stride)
+    _check_seed(seed)
     start = time.perf_counter()
     tcfg = {**ABLATION_TRAIN, **dict(train_overrides or {})}
     mcfg = {**ABLATION_MODEL, **dict(model_overrides or {}), "pool": op, "feature_stride": stride}
@@ -239,33 +192,43 @@ def run_one(op: str, stride: int, seed: int, train_overrides: Mapping[str, Any] 
         cfg = TrainConfig(**{**tcfg, "seed": seed, "progress": progress,
                              "checkpoint": str(Path(tmp) / "model.pt"), "log": str(Path(tmp) / "log.json")})
         log = train(cfg, mcfg, command=f"{DEFAULT_COMMAND} (op={op}, stride={stride}, seed={seed})")
-        record: dict[str, Any] = {
-            "op": op, "feature_stride": stride, "seed": seed, "steps": log["steps_done"],
-            "train_wall_s": log["train_wall_s"], "train_cpu_s": log["train_cpu_s"],
-            "eval_wall_s": log["eval_wall_s"], "loadavg": [log["loadavg_start"], log["loadavg_end"]],
-            "parameters": log["parameters"],
-            **_round_metrics(log["metrics"]),
-        }
-        rows = log["steps"]
-        tail = rows[-min(50, len(rows)):]
-        record["final_losses"] = {name: round(float(np.mean([r[name] for r in tail])), 4) for name in LOSS_NAMES}
-        record["loss_curve"] = {"step": [r["step"] for r in rows[::10]],
-                                "loss_mask": [r["loss_mask"] for r in rows[::10]],
-                                "loss_box_reg": [r["loss_box_reg"] for r in rows[::10]]}
+        record = _record(op, stride, seed, log)
         if checkpoint is not None:
-            from helpers.evaluate import evaluate
-            from helpers.model import load_checkpoint
-            from helpers.shapes import ShapesDataset
-
-            model, _ = load_checkpoint(Path(tmp) / "model.pt")
-            path = save_half_checkpoint(model, checkpoint, extra={"op": op, "feature_stride": stride, "seed": seed,
-                                                                  "command": DEFAULT_COMMAND})
-            half, _ = load_half_checkpoint(path)
-            subset = ShapesDataset(cfg.eval_subset, seed=cfg.val_seed, size=mcfg.get("image_size", 128))
-            record["checkpoint"] = str(path.relative_to(_ROOT)) if path.is_relative_to(_ROOT) else str(path)
-            record["checkpoint_subset_mask_AP"] = round(evaluate(half, subset)["segm"]["AP"], 4)
+            record.update(_keep_half(Path(tmp) / "model.pt", checkpoint, cfg, mcfg.get("image_size", 128),
+                                     {"op": op, "feature_stride": stride, "seed": seed, "command": DEFAULT_COMMAND}))
     record["wall_s"] = round(time.perf_counter() - start, 2)
     return record
+
+
+def _record(op: str, stride: int, seed: int, log: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's record from its training log (see :func:`run_one`)."""
+    rows = log["steps"]
+    tail = rows[-min(50, len(rows)):]
+    return {
+        "op": op, "feature_stride": stride, "seed": seed, "steps": log["steps_done"],
+        "train_wall_s": log["train_wall_s"], "train_cpu_s": log["train_cpu_s"],
+        "eval_wall_s": log["eval_wall_s"], "loadavg": [log["loadavg_start"], log["loadavg_end"]],
+        "parameters": log["parameters"],
+        **{kind: {name: round(float(log["metrics"][iou][name]), 4) for name in METRICS}
+           for kind, iou in (("mask", "segm"), ("box", "bbox"))},
+        "final_losses": {name: round(float(np.mean([r[name] for r in tail])), 4) for name in LOSS_NAMES},
+        "loss_curve": {"step": [r["step"] for r in rows[::10]], "loss_mask": [r["loss_mask"] for r in rows[::10]],
+                       "loss_box_reg": [r["loss_box_reg"] for r in rows[::10]]},
+    }
+
+
+def _keep_half(trained: Path, checkpoint: str | Path, cfg: TrainConfig, image_size: int,
+               extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Save the trained model in float16 at ``checkpoint``; its path and its mask AP on the subset."""
+    from helpers.evaluate import evaluate
+    from helpers.shapes import ShapesDataset
+
+    model, _ = load_checkpoint(trained)
+    path = save_checkpoint(model, checkpoint, extra=extra, dtype=torch.float16)
+    half, _ = load_half_checkpoint(path)
+    subset = ShapesDataset(cfg.eval_subset, seed=cfg.val_seed, size=image_size)
+    ap = evaluate(half, subset)["segm"]["AP"]
+    return {"checkpoint": repo_relative(path), "checkpoint_subset_mask_AP": round(ap, 4)}
 
 
 def _run_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -312,86 +275,102 @@ def run_ablation(ops: Sequence[str] = DEFAULT_OPS, strides: Sequence[int] = DEFA
         stride, op, seed), ``total_wall_s`` (this call's wall time, plus that of resumed runs'
         session when resuming) and ``complete``.
     """
-    from helpers.train import TrainConfig, _machine
-
-    ops = _check_ops(ops)
-    strides = _check_ints("strides", strides)
-    seeds = _check_ints("seeds", seeds)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive int, got {jobs!r}")
-    train_overrides = dict(train_overrides or {})
-    model_overrides = dict(model_overrides or {})
-    # validate the configs once, here, so that a typo fails before any training starts
-    from helpers.model import ShapesModelConfig
-
-    tcfg = TrainConfig(**{**ABLATION_TRAIN, **train_overrides, "progress": False})
-    for stride in strides:
-        ShapesModelConfig.from_dict({**ShapesModelConfig().to_dict(), **ABLATION_MODEL, **model_overrides,
-                                     "feature_stride": stride})
-    settings = {"ops": ops, "strides": strides, "seeds": seeds,
-                "train": {k: v for k, v in asdict(tcfg).items() if k not in ("progress", "checkpoint", "log")},
-                "model": {**ABLATION_MODEL, **model_overrides}}
-    out_path = _resolve(out)
-    done: dict[tuple[int, str, int], dict[str, Any]] = {}
-    previous_wall = 0.0
-    if resume and out_path.is_file():
-        old = json.loads(out_path.read_text())
-        if old.get("settings", {}).get("train") == settings["train"] and \
-                old.get("settings", {}).get("model") == settings["model"]:
-            done = {_key(r): r for r in old.get("runs", [])}
-            previous_wall = float(old.get("total_wall_s", 0.0))
+    ops = _unique(ops, "ops", _check_op)
+    strides = _unique(strides, "strides", _check_stride)
+    seeds = _unique(seeds, "seeds", _check_seed)
+    jobs = check_int(jobs, "jobs", minimum=1)
+    train_overrides, model_overrides = dict(train_overrides or {}), dict(model_overrides or {})
+    settings = _settings(ops, strides, seeds, train_overrides, model_overrides)
+    out_path = ROOT / out
+    done, previous_wall = _finished_runs(out_path, settings) if resume else ({}, 0.0)
     # seed-major order: an interrupted grid still holds whole seeds of every setting
     wanted = [(s, op, seed) for seed in seeds for s in strides for op in ops]
-    todo = [k for k in wanted if k not in done]
+    keep = None if checkpoints is None else (checkpoints, checkpoint_seed)
+    specs = [_spec(key, train_overrides, model_overrides, keep, progress and jobs == 1)
+             for key in wanted if key not in done]
     start = time.perf_counter()
 
     def write(complete: bool) -> dict[str, Any]:
-        runs = [done[k] for k in sorted(done)]
-        result = {"command": command or DEFAULT_COMMAND, "settings": settings, "machine": _machine(),
+        result = {"command": command or DEFAULT_COMMAND, "settings": settings, "machine": machine_info(),
                   "jobs": jobs, "total_wall_s": round(previous_wall + time.perf_counter() - start, 1),
-                  "complete": complete and all(k in done for k in wanted), "runs": runs}
+                  "complete": complete and all(k in done for k in wanted), "runs": [done[k] for k in sorted(done)]}
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(result, indent=1) + "\n")
         tmp.replace(out_path)
         return result
 
-    specs = []
-    for stride, op, seed in todo:
-        ckpt = None
-        if checkpoints is not None and seed == checkpoint_seed:
-            ckpt = str(checkpoint_path(checkpoints, op, stride, seed))
-        specs.append({"op": op, "stride": stride, "seed": seed, "train_overrides": train_overrides,
-                      "model_overrides": model_overrides, "checkpoint": ckpt,
-                      "progress": progress and jobs == 1})
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(wanted), initial=len(wanted) - len(todo), desc="ablation runs", unit="run",
-                   file=sys.stderr)
+    bar = _runs_bar(len(wanted), len(wanted) - len(specs)) if progress else None
     try:
-        def finished(record: dict) -> None:
+        for record in _run_all(specs, jobs):
             done[_key(record)] = record
             write(False)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{record['op']} s{record['feature_stride']} seed {record['seed']}: "
-                                    f"mask AP {record['mask']['AP']:.3f}")
-
-        if jobs == 1:
-            for spec in specs:
-                finished(_run_spec(spec))
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                pending = [pool.submit(_run_spec, spec) for spec in specs]
-                for fut in futures.as_completed(pending):
-                    finished(fut.result())
+            _show_run(bar, record)
     finally:
         if bar is not None:
             bar.close()
     return write(True)
+
+
+def _spec(key: tuple[int, str, int], train_overrides: dict[str, Any], model_overrides: dict[str, Any],
+          keep: tuple[str | Path, int | None] | None, progress: bool) -> dict[str, Any]:
+    """The arguments of one :func:`run_one` call (a dict, so that a process pool can pickle it);
+    ``keep = (folder, seed)``: save the models of that seed in that folder."""
+    stride, op, seed = key
+    checkpoint = str(checkpoint_path(keep[0], op, stride, seed)) if keep is not None and seed == keep[1] else None
+    return {"op": op, "stride": stride, "seed": seed, "train_overrides": train_overrides,
+            "model_overrides": model_overrides, "checkpoint": checkpoint, "progress": progress}
+
+
+def _settings(ops: list[str], strides: list[int], seeds: list[int], train_overrides: dict[str, Any],
+              model_overrides: dict[str, Any]) -> dict[str, Any]:
+    """The grid's settings as the results JSON records them; builds every config once, so that a
+    typo fails before any training starts."""
+    from helpers.model import ShapesModelConfig
+
+    tcfg = TrainConfig(**{**ABLATION_TRAIN, **train_overrides, "progress": False})
+    for stride in strides:
+        ShapesModelConfig.from_dict({**ShapesModelConfig().to_dict(), **ABLATION_MODEL, **model_overrides,
+                                     "feature_stride": stride})
+    return {"ops": ops, "strides": strides, "seeds": seeds,
+            "train": {k: v for k, v in asdict(tcfg).items() if k not in ("progress", "checkpoint", "log")},
+            "model": {**ABLATION_MODEL, **model_overrides}}
+
+
+def _finished_runs(out_path: Path, settings: Mapping[str, Any]) -> tuple[dict[tuple[int, str, int], Any], float]:
+    """The runs already in ``out_path`` made with the same train and model settings, and their wall time."""
+    if not out_path.is_file():
+        return {}, 0.0
+    old = json.loads(out_path.read_text())
+    same = all(old.get("settings", {}).get(k) == settings[k] for k in ("train", "model"))
+    if not same:
+        return {}, 0.0
+    return {_key(r): r for r in old.get("runs", [])}, float(old.get("total_wall_s", 0.0))
+
+
+def _run_all(specs: list[dict[str, Any]], jobs: int) -> Iterator[dict[str, Any]]:
+    """Each spec's :func:`run_one` record as it finishes: one after the other, or ``jobs`` processes."""
+    if jobs == 1:
+        for spec in specs:
+            yield _run_spec(spec)
+        return
+    with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = [pool.submit(_run_spec, spec) for spec in specs]
+        for fut in futures.as_completed(pending):
+            yield fut.result()
+
+
+def _runs_bar(total: int, initial: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="ablation runs", unit="run", file=sys.stderr)
+
+
+def _show_run(bar: Any, record: Mapping[str, Any]) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix_str(f"{record['op']} s{record['feature_stride']} seed {record['seed']}: "
+                            f"mask AP {record['mask']['AP']:.3f}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -414,11 +393,9 @@ def summarise(results: Mapping[str, Any], kinds: Sequence[str] = ("mask", "box")
     if not isinstance(results, Mapping) or not isinstance(results.get("runs"), list):
         raise TypeError("results must be the ablation results dict (with a 'runs' list)")
     for kind in kinds:
-        if kind not in ("mask", "box"):
-            raise ValueError(f"kinds must be drawn from ('mask', 'box'), got {kind!r}")
+        check_choice(kind, "kinds", ("mask", "box"))
     for name in metrics:
-        if name not in METRICS:
-            raise ValueError(f"metrics must be drawn from {METRICS}, got {name!r}")
+        check_choice(name, "metrics", METRICS)
     groups: dict[tuple[int, str], list[Mapping[str, Any]]] = {}
     for run in results["runs"]:
         groups.setdefault((int(run["feature_stride"]), str(run["op"])), []).append(run)
@@ -470,12 +447,6 @@ def format_summary(rows: Sequence[Mapping[str, Any]], scale: float = 100.0, digi
 # ----------------------------------------------------------------------------------------------
 # what each op reads from a coarse map: RoIPool's quantised cells against RoIAlign's sample points
 # ----------------------------------------------------------------------------------------------
-def _check_boxes(boxes: Any) -> Tensor:
-    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must be Tensor[K, 4] (x1, y1, x2, y2), got {getattr(boxes, 'shape', type(boxes))}")
-    return boxes.to(torch.float64)
-
-
 def roipool_cells(boxes: Tensor, stride: int, map_size: tuple[int, int]) -> Tensor:
     """The feature cells RoIPool reads for each box (torchvision's CPU kernel's rule, in float64).
 
@@ -492,10 +463,9 @@ def roipool_cells(boxes: Tensor, stride: int, map_size: tuple[int, int]) -> Tens
     Returns:
         ``Tensor[K, 4]`` int64 ``(j0, i0, j1, i1)``: the first and last cell column and row read.
     """
-    b = _check_boxes(boxes)
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be a positive int, got {stride!r}")
-    h, w = map_size
+    b = check_boxes(boxes, "boxes", floating=False).to(torch.float64)
+    stride = check_int(stride, "stride", minimum=1)
+    h, w = check_hw(map_size, "map_size")
     scaled = b / stride  # [K, 4]
     start = torch.sign(scaled) * torch.floor(scaled.abs() + 0.5)  # C round: half away from zero
     j0, i0, j1, i1 = start.unbind(dim=1)
@@ -565,7 +535,7 @@ def masks_for_boxes(model: torch.nn.Module, images: Sequence[Tensor], boxes: Seq
     for i, (image, b, l) in enumerate(zip(images, boxes, labels)):
         if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"images[{i}] must be Tensor[3, H, W], got {getattr(image, 'shape', type(image))}")
-        _check_boxes(b)
+        check_boxes(b, f"boxes[{i}]", floating=False)
         if not isinstance(l, Tensor) or l.shape != (len(b),):
             raise ValueError(f"labels[{i}] must be Tensor[K] with K = {len(b)} (one per box)")
     model.eval()
@@ -620,20 +590,23 @@ def _list(kind: type):
     return parse
 
 
+_TRAIN_OPTIONS: tuple[str, ...] = ("steps", "batch_size", "val_images", "eval_subset", "warmup_steps")
+"""The :data:`ABLATION_TRAIN` fields the command line can change."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m helpers.ablation`` argument parser."""
+    """The ``python -m helpers.ablation`` argument parser (relative paths: from the repository root)."""
     p = argparse.ArgumentParser(prog=DEFAULT_COMMAND, description=__doc__.split("\n\n")[0])
     p.add_argument("--ops", type=_list(str), default=list(DEFAULT_OPS), help="default align,pool")
     p.add_argument("--strides", type=_list(int), default=list(DEFAULT_STRIDES), help="default 4,16")
     p.add_argument("--seeds", type=_list(int), default=list(DEFAULT_SEEDS), help="default 0,1,2")
-    p.add_argument("--steps", type=int, default=ABLATION_TRAIN["steps"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=ABLATION_TRAIN["batch_size"], help="default %(default)s")
-    p.add_argument("--val-images", type=int, default=ABLATION_TRAIN["val_images"], help="default %(default)s")
-    p.add_argument("--eval-subset", type=int, default=ABLATION_TRAIN["eval_subset"], help="default %(default)s")
-    p.add_argument("--warmup-steps", type=int, default=ABLATION_TRAIN["warmup_steps"], help="default %(default)s")
+    help_of = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
+    for name in _TRAIN_OPTIONS:  # the TrainConfig options, with the ablation's defaults
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=ABLATION_TRAIN[name],
+                       help=f"{help_of[name]} (default %(default)s)")
     p.add_argument("--jobs", type=int, default=2, help="trainings side by side (default %(default)s)")
-    p.add_argument("--out", default=DEFAULT_OUT, help="results JSON (default %(default)s)")
-    p.add_argument("--checkpoints", default=DEFAULT_CHECKPOINTS,
+    p.add_argument("--out", default=repo_relative(DEFAULT_OUT), help="results JSON (default %(default)s)")
+    p.add_argument("--checkpoints", default=repo_relative(DEFAULT_CHECKPOINTS),
                    help="folder for the seed-0 float16 checkpoints (default %(default)s; 'none' keeps none)")
     p.add_argument("--resume", action="store_true", help="keep finished runs of the same settings in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -645,8 +618,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     a = parser.parse_args(argv)
-    train_overrides = {"steps": a.steps, "batch_size": a.batch_size, "val_images": a.val_images,
-                       "eval_subset": a.eval_subset, "warmup_steps": a.warmup_steps}
+    train_overrides = {name: getattr(a, name) for name in _TRAIN_OPTIONS}
     try:
         results = run_ablation(a.ops, a.strides, a.seeds, out=a.out,
                                checkpoints=None if a.checkpoints.lower() == "none" else a.checkpoints,

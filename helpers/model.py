@@ -40,11 +40,16 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align, roi_pool
+from torchvision.ops.poolers import LevelMapper
+
+from helpers.checks import check_choice, check_int, check_list, check_number
+from helpers.fpn import infer_scales
 
 __all__ = [
     "ShapesModelConfig",
     "ShapesBackbone",
     "MultiScaleRoIPooler",
+    "pooler_scales",
     "build_model",
     "count_parameters",
     "save_checkpoint",
@@ -127,47 +132,31 @@ class ShapesModelConfig:
     # -- checks ---------------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ``TypeError``/``ValueError`` naming the first bad field and what is allowed."""
-        for name in ("num_classes", "image_size", "stem_channels", "blocks", "fpn_channels", "sampling_ratio",
-                     "canonical_scale", "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train",
-                     "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test", "rpn_batch_size_per_image",
-                     "box_batch_size_per_image", "box_detections_per_img", "representation_size",
-                     "mask_dim_reduced"):
-            _check_int(name, getattr(self, name), minimum=0 if name == "sampling_ratio" else 1)
+        for name in _POSITIVE_INTS:
+            check_int(getattr(self, name), name, minimum=1)
+        check_int(self.sampling_ratio, "sampling_ratio", minimum=0)
         if self.num_classes < 2:
             raise ValueError(f"num_classes counts the background too, so it must be >= 2, got {self.num_classes}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32 pixels, got {self.image_size}")
-        for name in ("image_mean", "image_std"):
-            values = _check_list(name, getattr(self, name), numbers.Real, length=3)
-            if name == "image_std" and any(v <= 0 for v in values):
-                raise ValueError(f"image_std must be positive, got {values}")
-        widths = _check_list("widths", self.widths, numbers.Integral, minimum_length=1)
-        if len(widths) > len(_STRIDES) or any(w < 1 for w in widths):
+        check_list(self.image_mean, "image_mean", numbers.Real, length=3)
+        _check_positive_list(self.image_std, "image_std", numbers.Real, length=3)
+        widths = _check_positive_list(self.widths, "widths", numbers.Integral, what="channel counts")
+        if len(widths) > len(_STRIDES):
             raise ValueError(f"widths must hold 1 to {len(_STRIDES)} positive channel counts, got {widths}")
         strides = _STRIDES[: len(widths)]
-        if self.feature_stride is not None:
-            _check_int("feature_stride", self.feature_stride, minimum=1)
-            if self.feature_stride not in strides:
-                raise ValueError(f"feature_stride must be None (a feature pyramid) or one of {list(strides)} "
-                                 f"(the stage strides of a {len(widths)}-stage backbone), got {self.feature_stride}")
-        sizes = _check_list("anchor_sizes", self.anchor_sizes, numbers.Real, minimum_length=1)
-        if any(s <= 0 for s in sizes):
-            raise ValueError(f"anchor_sizes must be positive pixel sizes, got {sizes}")
+        if self.feature_stride is not None and check_int(self.feature_stride, "feature_stride") not in strides:
+            raise ValueError(f"feature_stride must be None (a feature pyramid) or one of {list(strides)} "
+                             f"(the stage strides of a {len(widths)}-stage backbone), got {self.feature_stride}")
+        sizes = _check_positive_list(self.anchor_sizes, "anchor_sizes", numbers.Real, what="pixel sizes")
         if self.feature_stride is None and len(sizes) != len(widths):
             raise ValueError(f"with a feature pyramid, anchor_sizes needs one size per level: {len(widths)} "
                              f"(one per entry of widths), got {len(sizes)}")
-        ratios = _check_list("aspect_ratios", self.aspect_ratios, numbers.Real, minimum_length=1)
-        if any(r <= 0 for r in ratios):
-            raise ValueError(f"aspect_ratios must be positive, got {ratios}")
-        if not isinstance(self.pool, str) or self.pool not in POOL_OPS:
-            raise ValueError(f"pool must be one of {POOL_OPS}, got {self.pool!r}")
-        layers = _check_list("mask_layers", self.mask_layers, numbers.Integral, minimum_length=1)
-        if any(c < 1 for c in layers):
-            raise ValueError(f"mask_layers must hold positive channel counts, got {layers}")
+        _check_positive_list(self.aspect_ratios, "aspect_ratios", numbers.Real)
+        check_choice(self.pool, "pool", POOL_OPS)
+        _check_positive_list(self.mask_layers, "mask_layers", numbers.Integral, what="channel counts")
         for name in ("box_score_thresh", "box_nms_thresh"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a float in [0, 1], got {value!r}")
+            check_number(getattr(self, name), name, 0.0, 1.0)
 
     # -- conversions ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -193,25 +182,20 @@ class ShapesModelConfig:
         return [self.feature_stride]
 
 
-def _check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+_POSITIVE_INTS: tuple[str, ...] = (
+    "num_classes", "image_size", "stem_channels", "blocks", "fpn_channels", "canonical_scale",
+    "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
+    "rpn_batch_size_per_image", "box_batch_size_per_image", "box_detections_per_img", "representation_size",
+    "mask_dim_reduced")
+"""The :class:`ShapesModelConfig` fields that must be ints >= 1."""
 
 
-def _check_list(name: str, value: Any, kind: type, length: int | None = None,
-                minimum_length: int = 0) -> list[Any]:
-    if not isinstance(value, (list, tuple)):
-        raise TypeError(f"{name} must be a list, got {type(value).__name__} {value!r}")
-    if any(isinstance(v, bool) or not isinstance(v, kind) for v in value):
-        raise TypeError(f"{name} must hold {kind.__name__} values only, got {value!r}")
-    if length is not None and len(value) != length:
-        raise ValueError(f"{name} must hold exactly {length} values, got {len(value)}")
-    if len(value) < minimum_length:
-        raise ValueError(f"{name} must hold at least {minimum_length} value(s), got {len(value)}")
-    return list(value)
+def _check_positive_list(value: Any, name: str, of: type, length: int | None = None, what: str = "") -> list[Any]:
+    """A non-empty list of positive numbers of type ``of`` (the config's lists of sizes and channels)."""
+    values = check_list(value, name, of, length=length, minimum_length=1)
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{name} must be positive{' ' + what if what else ''}, got {values}")
+    return values
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,6 +315,31 @@ def _pool(features: Tensor, rois: Tensor, output_size: tuple[int, int], spatial_
     return roi_pool(features, rois, output_size, spatial_scale)
 
 
+def pooler_scales(features: Sequence[Tensor], image_shapes: Sequence[tuple[int, int]], canonical_scale: int = 224,
+                  canonical_level: int = 4) -> tuple[list[float], LevelMapper]:
+    """Each feature map's ``spatial_scale`` and the FPN level rule over the levels they cover.
+
+    The scale of a map is ``2 ** round(log2(feature_height / image_height))`` with the tallest
+    image of the batch (the batch is padded to it): the power of two nearest to how much smaller
+    the map is (:func:`helpers.fpn.infer_scales`). Its level is ``-log2(scale)`` (stride 4: level 2);
+    the first and last maps give ``k_min`` and ``k_max`` of the level rule
+    ``k = floor(canonical_level + log2(sqrt(wh) / canonical_scale) + 1e-6)``, clamped to them
+    (torchvision's :class:`~torchvision.ops.poolers.LevelMapper`). The same numbers as torchvision's
+    ``MultiScaleRoIAlign`` infers on its first call.
+
+    Args:
+        features: the maps, finest first, each ``Tensor[N, C, H_l, W_l]``.
+        image_shapes: ``(H, W)`` of each image before padding (``ImageList.image_sizes``).
+        canonical_scale, canonical_level: FPN's level rule (224 and 4 in the paper).
+
+    Returns:
+        ``(scales, level_mapper)``: one float per map, and a callable ``boxes -> Tensor[K]`` of level
+        indices (0 = the first map).
+    """
+    scales, k_min, k_max = infer_scales(features, image_shapes)
+    return scales, LevelMapper(k_min, k_max, canonical_scale, canonical_level)
+
+
 class MultiScaleRoIPooler(MultiScaleRoIAlign):
     """torchvision's :class:`~torchvision.ops.MultiScaleRoIAlign` with a choice of pooling op.
 
@@ -364,7 +373,7 @@ class MultiScaleRoIPooler(MultiScaleRoIAlign):
         elif not (isinstance(output_size, (tuple, list)) and len(output_size) == 2
                   and all(isinstance(s, int) and s >= 1 for s in output_size)):
             raise ValueError(f"output_size must be a positive int or a pair (PH, PW), got {output_size!r}")
-        _check_int("sampling_ratio", sampling_ratio, minimum=-1)
+        check_int(sampling_ratio, "sampling_ratio", minimum=-1)
         if isinstance(op, str):
             if op not in POOL_OPS:
                 raise ValueError(f"op must be one of {POOL_OPS} or a callable, got {op!r}")
@@ -394,10 +403,7 @@ class MultiScaleRoIPooler(MultiScaleRoIAlign):
             raise ValueError(f"feature map(s) {missing} are missing from x, which holds {list(x)}")
         feats = [x[name] for name in self.featmap_names]
         if self.scales is None or self.map_levels is None:
-            # torchvision's own rule (power-of-two scales, FPN level mapper), via its pooler
-            from torchvision.ops.poolers import _setup_scales
-
-            self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
+            self.scales, self.map_levels = pooler_scales(feats, image_shapes, self.canonical_scale,
                                                          self.canonical_level)
         rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0)
         if len(feats) == 1:
@@ -417,6 +423,13 @@ class MultiScaleRoIPooler(MultiScaleRoIAlign):
 # ----------------------------------------------------------------------------------------------
 # the whole model
 # ----------------------------------------------------------------------------------------------
+_MASKRCNN_ARGUMENTS: tuple[str, ...] = (
+    "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
+    "rpn_batch_size_per_image", "box_score_thresh", "box_nms_thresh", "box_detections_per_img",
+    "box_batch_size_per_image")
+"""The :class:`ShapesModelConfig` fields that are ``MaskRCNN`` arguments of the same name."""
+
+
 def build_model(config: ShapesModelConfig | Mapping[str, Any] | None = None, **overrides: Any) -> MaskRCNN:
     """Build torchvision's ``MaskRCNN`` for the shapes task (random initial weights, nothing downloaded).
 
@@ -460,28 +473,11 @@ def build_model(config: ShapesModelConfig | Mapping[str, Any] | None = None, **o
     mask_head = MaskRCNNHeads(c, list(config.mask_layers), 1)
     mask_predictor = MaskRCNNPredictor(config.mask_layers[-1], config.mask_dim_reduced, config.num_classes)
     model = MaskRCNN(
-        backbone,
-        num_classes=None,
-        min_size=config.image_size,
-        max_size=config.image_size,
-        image_mean=list(config.image_mean),
-        image_std=list(config.image_std),
-        rpn_anchor_generator=anchor_generator,
-        rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n_train,
-        rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
-        rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n_test,
-        rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
-        rpn_batch_size_per_image=config.rpn_batch_size_per_image,
-        box_roi_pool=box_pool,
-        box_head=box_head,
-        box_predictor=box_predictor,
-        box_score_thresh=config.box_score_thresh,
-        box_nms_thresh=config.box_nms_thresh,
-        box_detections_per_img=config.box_detections_per_img,
-        box_batch_size_per_image=config.box_batch_size_per_image,
-        mask_roi_pool=mask_pool,
-        mask_head=mask_head,
-        mask_predictor=mask_predictor,
+        backbone, num_classes=None, min_size=config.image_size, max_size=config.image_size,
+        image_mean=list(config.image_mean), image_std=list(config.image_std),
+        rpn_anchor_generator=anchor_generator, box_roi_pool=box_pool, box_head=box_head, box_predictor=box_predictor,
+        mask_roi_pool=mask_pool, mask_head=mask_head, mask_predictor=mask_predictor,
+        **{name: getattr(config, name) for name in _MASKRCNN_ARGUMENTS},  # passed on unchanged
     )
     model.shapes_config = config
     return model
@@ -497,13 +493,18 @@ def count_parameters(module: nn.Module) -> int:
 # ----------------------------------------------------------------------------------------------
 # checkpoints: a plain state_dict + a config dict, loadable with torch.load(weights_only=True)
 # ----------------------------------------------------------------------------------------------
-def save_checkpoint(model: MaskRCNN, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
-    """Save ``{"state_dict", "config", "extra"}`` to ``path`` (plain types only).
+def save_checkpoint(model: MaskRCNN, path: str | Path, extra: Mapping[str, Any] | None = None,
+                    dtype: torch.dtype = torch.float32) -> Path:
+    """Save ``{"state_dict", "config", "extra"}`` to ``path`` (plain types only), in full or half precision.
 
     Args:
         model: a model from :func:`build_model` (it carries ``shapes_config``).
         path: the file to write (its folder is created).
         extra: more plain-typed information to store (classes, training command, metrics).
+        dtype: the floating-point tensors are stored in this dtype: ``torch.float32`` (exact) or
+            ``torch.float16`` (half the bytes; notebook 10's ablation models). Integer tensors
+            (BatchNorm's ``num_batches_tracked``) are stored as they are. :func:`load_checkpoint`
+            reads either into a float32 model.
 
     Returns:
         The path written.
@@ -511,9 +512,11 @@ def save_checkpoint(model: MaskRCNN, path: str | Path, extra: Mapping[str, Any] 
     config = getattr(model, "shapes_config", None)
     if not isinstance(config, ShapesModelConfig):
         raise TypeError("model must come from helpers.model.build_model (it has no shapes_config)")
+    check_choice(dtype, "dtype", (torch.float32, torch.float16))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: (v.detach().cpu().to(dtype, copy=True) if v.is_floating_point() else v.detach().cpu().clone())
+             for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "config": config.to_dict(), "extra": dict(extra or {})}, path)
     return path
 
@@ -522,6 +525,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Rebuild the model saved by :func:`save_checkpoint`, in eval mode.
 
     Loads with ``torch.load(weights_only=True)``: nothing but tensors and plain types is unpickled.
+    Weights saved in float16 (``save_checkpoint(..., dtype=torch.float16)``) are copied into the
+    float32 model exactly (every float16 value is a float32 value).
 
     Args:
         path: a checkpoint file.

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 from torchvision.ops import roi_align, roi_pool
 
 from helpers import ablation
-from helpers.ablation import (ABLATION_MODEL, METRICS, coordinate_map, format_summary, load_half_checkpoint,
-                              roipool_cells, roipool_extent, run_ablation, save_half_checkpoint, summarise)
+from helpers.ablation import (ABLATION_MODEL, DEFAULT_CHECKPOINTS, DEFAULT_OUT, METRICS, build_parser, checkpoint_path,
+                              coordinate_map, format_summary, load_half_checkpoint, roipool_cells, roipool_extent,
+                              run_ablation, summarise)
 from helpers.evaluate import evaluate
-from helpers.model import build_model
-from helpers.project import DATA_DIR
+from helpers.model import build_model, save_checkpoint
+from helpers.project import ABLATION_CHECKPOINTS, ABLATION_RESULTS, ROOT
 from helpers.shapes import ShapesDataset
 
 TINY = ["--steps", "3", "--batch-size", "2", "--val-images", "4", "--eval-subset", "2", "--warmup-steps", "1",
@@ -73,10 +74,10 @@ def test_checkpoints_reload_to_the_stored_ap(tiny):
 def test_resume_keeps_finished_runs(tiny, monkeypatch):
     folder, out, results = tiny
 
-    def no_training(spec):
-        raise AssertionError(f"resume retrained {spec}")
+    def no_training(*args, **kwargs):
+        raise AssertionError(f"resume retrained {args}")
 
-    monkeypatch.setattr(ablation, "_run_spec", no_training)
+    monkeypatch.setattr(ablation, "run_one", no_training)
     again = run_ablation(["align", "pool"], [16], [0], out=out, checkpoints=None, resume=True, progress=False,
                          train_overrides={"steps": 3, "batch_size": 2, "val_images": 4, "eval_subset": 2,
                                           "warmup_steps": 1})
@@ -85,7 +86,7 @@ def test_resume_keeps_finished_runs(tiny, monkeypatch):
 
 def test_shipped_results_if_present():
     """The shipped data/ablation_results.json: 2 ops x 2 strides x 3 seeds, complete, metrics in range."""
-    path = DATA_DIR / "ablation_results.json"
+    path = ABLATION_RESULTS
     if not path.is_file():
         pytest.skip("no shipped ablation results (regenerate with `python -m helpers.ablation`)")
     data = json.loads(path.read_text())
@@ -95,7 +96,7 @@ def test_shipped_results_if_present():
     for r in data["runs"]:
         assert all(v == -1 or 0 <= v <= 1 for kind in ("mask", "box") for v in r[kind].values())
         if "checkpoint" in r:
-            assert (DATA_DIR.parent / r["checkpoint"]).stat().st_size < 3_000_000
+            assert (ROOT / r["checkpoint"]).stat().st_size < 3_000_000
 
 
 # -- summaries ------------------------------------------------------------------------------------
@@ -135,9 +136,9 @@ def test_summarise_single_seed_has_zero_std():
 def test_summary_errors():
     with pytest.raises(TypeError, match="results must be the ablation results dict"):
         summarise({"runs": None})
-    with pytest.raises(ValueError, match="kinds must be drawn from"):
+    with pytest.raises(ValueError, match="kinds must be one of"):
         summarise({"runs": []}, kinds=("segm",))
-    with pytest.raises(ValueError, match="metrics must be drawn from"):
+    with pytest.raises(ValueError, match="metrics must be one of"):
         summarise({"runs": []}, metrics=("AR1",))
     with pytest.raises(ValueError, match="rows must hold at least one"):
         format_summary([])
@@ -145,17 +146,17 @@ def test_summary_errors():
 
 def test_grid_errors(tmp_path):
     out = tmp_path / "r.json"
-    with pytest.raises(ValueError, match=r"ops must be drawn from \('align', 'pool'\)"):
+    with pytest.raises(ValueError, match=r"ops\[0\] must be one of 'align', 'pool'"):
         run_ablation(["max"], [16], [0], out=out)
-    with pytest.raises(TypeError, match="ops must be a non-empty list"):
+    with pytest.raises(TypeError, match="ops must be a list"):
         run_ablation("align", [16], [0], out=out)
-    with pytest.raises(TypeError, match="strides must hold ints only"):
+    with pytest.raises(TypeError, match=r"strides\[0\] must be an int"):
         run_ablation(["align"], [16.0], [0], out=out)
-    with pytest.raises(ValueError, match="seeds must be >= 0"):
+    with pytest.raises(ValueError, match=r"seeds\[0\] must be >= 0"):
         run_ablation(["align"], [16], [-1], out=out)
     with pytest.raises(ValueError, match="feature_stride must be None"):
         run_ablation(["align"], [32], [0], out=out)  # the 3-stage backbone stops at stride 16
-    with pytest.raises(ValueError, match="jobs must be a positive int"):
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
         run_ablation(["align"], [16], [0], out=out, jobs=0)
     with pytest.raises(TypeError, match="steps must be an int"):
         run_ablation(["align"], [16], [0], out=out, train_overrides={"steps": 2.5})
@@ -165,9 +166,10 @@ def test_grid_errors(tmp_path):
 
 
 def test_half_checkpoint_round_trip(tmp_path):
+    """The ablation's models are save_checkpoint(dtype=float16) files; load_half_checkpoint reads them."""
     torch.manual_seed(0)
     model = build_model({**ABLATION_MODEL, "feature_stride": 16, "pool": "pool"})
-    path = save_half_checkpoint(model, tmp_path / "m.pt", extra={"note": "x"})
+    path = save_checkpoint(model, tmp_path / "m.pt", extra={"note": "x"}, dtype=torch.float16)
     loaded, ck = load_half_checkpoint(path)
     assert ck["extra"] == {"note": "x"} and not loaded.training
     for k, v in model.state_dict().items():
@@ -177,10 +179,16 @@ def test_half_checkpoint_round_trip(tmp_path):
     with pytest.raises(FileNotFoundError, match="no ablation checkpoint"):
         load_half_checkpoint(tmp_path / "missing.pt")
     torch.save({"weights": 1}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="not an ablation checkpoint"):
+    with pytest.raises(ValueError, match="not a helpers.model checkpoint"):
         load_half_checkpoint(tmp_path / "bad.pt")
-    with pytest.raises(TypeError, match="build_model"):
-        save_half_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+
+
+def test_default_paths_are_the_projects():
+    assert DEFAULT_OUT == ABLATION_RESULTS and DEFAULT_CHECKPOINTS == ABLATION_CHECKPOINTS
+    assert checkpoint_path(DEFAULT_CHECKPOINTS, "align", 4, 0) == ABLATION_CHECKPOINTS / "align_stride4_seed0.pt"
+    args = build_parser().parse_args([])
+    assert (args.out, args.checkpoints) == ("data/ablation_results.json", "data/ablation")  # shown relative
+    assert ROOT / args.out == ABLATION_RESULTS
 
 
 # -- RoIPool's cells and RoIAlign's bin centres, against torchvision's ops ---------------------------
@@ -237,9 +245,9 @@ def test_roialign_on_the_coordinate_map_returns_bin_centres():
 
 
 def test_geometry_errors():
-    with pytest.raises(ValueError, match=r"boxes must be Tensor\[K, 4\]"):
+    with pytest.raises(ValueError, match=r"boxes must have shape \[N, 4\]"):
         roipool_cells(torch.zeros(4), 16, (8, 8))
-    with pytest.raises(ValueError, match="stride must be a positive int"):
+    with pytest.raises(ValueError, match="stride must be >= 1"):
         roipool_cells(torch.zeros(1, 4), 0, (8, 8))
 
 

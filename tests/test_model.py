@@ -13,8 +13,8 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
 from helpers.model import (MultiScaleRoIPooler, ShapesBackbone, ShapesModelConfig, build_model, count_parameters,
-                           load_checkpoint, save_checkpoint)
-from helpers.project import DATA_DIR
+                           load_checkpoint, pooler_scales, save_checkpoint)
+from helpers.project import SHAPES_CHECKPOINT
 
 SMALL = dict(widths=[8, 16, 32, 64], stem_channels=8, fpn_channels=16, representation_size=32,
              mask_layers=[16, 16], mask_dim_reduced=16)
@@ -141,6 +141,28 @@ def test_pool_pooler_equals_roi_pool_on_the_fpn_level_of_each_box(seed):
     torch.testing.assert_close(ours, torch.cat(expected), rtol=0, atol=0)
 
 
+@settings(deadline=None, max_examples=40)
+@given(image_h=st.integers(33, 400), image_w=st.integers(33, 400), padded=st.integers(0, 31),
+       first_stride=st.sampled_from([1, 2, 4, 8]), levels=st.integers(1, 4),
+       canonical=st.sampled_from([56, 224]), level0=st.integers(2, 5))
+def test_pooler_scales_equal_torchvision_setup_scales(image_h, image_w, padded, first_stride, levels, canonical,
+                                                      level0):
+    """The series' scales and level rule are torchvision's (its private helper, used here as the reference)."""
+    from torchvision.ops.poolers import _setup_scales
+
+    h = image_h + padded  # the batch is padded past the tallest image, as GeneralizedRCNNTransform does
+    feats = [torch.zeros(1, 1, max(1, -(-h // (first_stride * 2**i))), 8) for i in range(levels)]
+    shapes = [(image_h, image_w), (max(1, image_h - 7), image_w)]
+    ours, our_mapper = pooler_scales(feats, shapes, canonical, level0)
+    theirs, their_mapper = _setup_scales(feats, shapes, canonical, level0)
+    assert ours == theirs
+    assert all(math.log2(s).is_integer() and s == 2 ** round(math.log2(f.shape[-2] / image_h))
+               for s, f in zip(ours, feats))
+    assert (our_mapper.k_min, our_mapper.k_max) == (their_mapper.k_min, their_mapper.k_max)
+    boxes = [_boxes(image_h, 30, float(image_h))]
+    assert torch.equal(our_mapper(boxes), their_mapper(boxes))
+
+
 def test_pooler_with_a_callable_op_and_one_level():
     feats = _features(0, sizes=(16,))
     boxes = [_boxes(0, 6), _boxes(1, 4)]
@@ -203,7 +225,9 @@ def test_pooler_missing_feature_map():
     (dict(image_mean=[0.5, 0.5]), ValueError, "image_mean must hold exactly 3"),
     (dict(aspect_ratios=[0.0]), ValueError, "aspect_ratios must be positive"),
     (dict(mask_layers=[]), ValueError, "mask_layers must hold at least 1"),
-    (dict(box_nms_thresh=1.5), ValueError, "box_nms_thresh must be a float in"),
+    (dict(box_nms_thresh=1.5), ValueError, "box_nms_thresh must be <= 1"),
+    (dict(box_score_thresh="0.5"), TypeError, "box_score_thresh must be a number"),
+    (dict(sampling_ratio=-1), ValueError, "sampling_ratio must be >= 0"),
     (dict(box_batch_size_per_image=0), ValueError, "box_batch_size_per_image must be >= 1"),
 ])
 def test_config_errors(overrides, error, match):
@@ -245,6 +269,25 @@ def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
             torch.testing.assert_close(x[key], y[key], rtol=0, atol=0)
 
 
+def test_half_precision_checkpoint_round_trip(tmp_path):
+    """dtype=torch.float16 stores the float tensors in half precision; they load back into float32 exactly."""
+    torch.manual_seed(0)
+    model = build_model(**SMALL, feature_stride=16, pool="pool")
+    path = save_checkpoint(model, tmp_path / "m.pt", extra={"note": "x"}, dtype=torch.float16)
+    raw = torch.load(path, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in raw["state_dict"].values() if v.is_floating_point())
+    assert raw["state_dict"]["backbone.stem.1.num_batches_tracked"].dtype == torch.int64
+    full = torch.load(save_checkpoint(model, tmp_path / "f.pt"), weights_only=True)
+    assert all(v.dtype == torch.float32 for v in full["state_dict"].values() if v.is_floating_point())
+    loaded, ck = load_checkpoint(path)
+    assert ck["extra"] == {"note": "x"} and not loaded.training
+    for k, v in model.state_dict().items():
+        w = loaded.state_dict()[k]
+        assert w.dtype == v.dtype and torch.equal(w, v.half().float() if v.is_floating_point() else v)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        save_checkpoint(model, tmp_path / "b.pt", dtype=torch.bfloat16)
+
+
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "absent.pt")
@@ -258,8 +301,8 @@ def test_checkpoint_errors(tmp_path):
 
 
 def test_shipped_checkpoint_is_small_and_loads_with_weights_only():
-    path = DATA_DIR / "shapes_maskrcnn.pt"
-    assert path.is_file(), "data/shapes_maskrcnn.pt is missing: run `python -m helpers.train`"
+    path = SHAPES_CHECKPOINT
+    assert path.is_file(), f"{path} is missing: run `python -m helpers.train`"
     assert path.stat().st_size <= 20 * 2**20
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"state_dict", "config", "extra"}
@@ -295,7 +338,7 @@ def test_stage_by_stage_equals_the_whole_model_and_series_pieces_agree():
 
     from helpers.shapes import ShapesDataset
 
-    model, _ = load_checkpoint(DATA_DIR / "shapes_maskrcnn.pt")
+    model, _ = load_checkpoint(SHAPES_CHECKPOINT)
     val = ShapesDataset(8, seed=1_000_000)
     image = val[5][0]
     with torch.no_grad():

@@ -21,9 +21,10 @@ from helpers.coco_data import CocoInstanceDataset, export_coco, read_image, writ
 from helpers.evaluate import (METRIC_NAMES, average_precision, coco_evaluate, evaluate, format_metrics_table,
                               iou_matrix, match_detections, predict, to_coco_results)
 from helpers.model import load_checkpoint
-from helpers.project import DATA_DIR, ROOT
+from helpers.project import ROOT, SHAPES_CHECKPOINT, SHAPES_TRAIN_LOG
 from helpers.shapes import ShapesDataset, to_coco
-from helpers.train import LOSS_NAMES, TrainConfig, main, parse_args, train
+from helpers.train import (LOSS_NAMES, TrainConfig, batch_indices, build_data, build_parser, fit, lr_factor, main,
+                           output_path, parse_args, repo_relative, train)
 
 TINY_MODEL = dict(widths=[8, 16, 32, 64], stem_channels=8, fpn_channels=16, representation_size=32,
                   mask_layers=[16], mask_dim_reduced=16, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
@@ -64,6 +65,57 @@ def test_same_seed_same_losses():
     a = train(cfg, TINY_MODEL, write=False)
     b = train(cfg, TINY_MODEL, write=False)
     assert [r["loss"] for r in a["steps"]] == [r["loss"] for r in b["steps"]]
+
+
+def test_fit_is_the_loop_of_train():
+    """fit() on build_data()'s data and a freshly seeded model gives train()'s losses, and writes nothing."""
+    from helpers.model import build_model
+    from helpers.train import seed_everything
+
+    cfg = TrainConfig(steps=3, batch_size=2, val_images=2, eval_subset=1, progress=False, threads=1)
+    log = train(cfg, TINY_MODEL, write=False)
+    torch.set_num_threads(1)
+    seed_everything(cfg.seed)
+    data = build_data(cfg)
+    model, fitted = fit(build_model({**TINY_MODEL, "num_classes": len(data.classes)}), data, cfg)
+    assert [r["loss"] for r in fitted["steps"]] == [r["loss"] for r in log["steps"]]
+    assert fitted["steps_done"] == 3 and not fitted["stopped_early"] and model.training
+    assert len(data.subset) == 1 and len(data.subset_coco["images"]) == 1
+
+
+def test_schedule_and_batch_order():
+    assert lr_factor(0, 10, 100) == pytest.approx(0.01) and lr_factor(10, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(100, 10, 100) == pytest.approx(0.0, abs=1e-12)
+    fresh = list(batch_indices(TrainConfig(steps=3, batch_size=2), 6))
+    assert fresh == [[0, 1], [2, 3], [4, 5]]
+    cycled = list(batch_indices(TrainConfig(steps=3, batch_size=2, train_images=3), 3))
+    flat = [i for b in cycled for i in b]
+    assert sorted(flat[:3]) == sorted(flat[3:]) == [0, 1, 2]  # two whole epochs, each in its own order
+
+
+def test_every_config_field_is_one_command_line_option():
+    from dataclasses import fields
+
+    help_text = build_parser().format_help()
+    for f in fields(TrainConfig):
+        flag = "--no-progress" if f.name == "progress" else "--" + f.name.replace("_", "-")
+        assert flag in help_text, flag
+        assert f.metadata["help"], f.name
+    assert "(default data/shapes_maskrcnn.pt)" in " ".join(help_text.split())  # the visible default
+    cfg, _ = parse_args(["--steps", "7", "--lr", "0.01", "--train-images", "5", "--device", "cpu", "--no-progress",
+                         "--time-limit", "2.5", "--coco-images", "a", "--coco-json", "b", "--log", "x.json"])
+    assert cfg == TrainConfig(steps=7, lr=0.01, train_images=5, device="cpu", progress=False, time_limit=2.5,
+                              coco_images="a", coco_json="b", log="x.json")
+    assert "Attributes:" in TrainConfig.__doc__ and "batch_size: images per step." in TrainConfig.__doc__
+
+
+def test_output_paths():
+    assert TrainConfig().checkpoint == repo_relative(SHAPES_CHECKPOINT) == "data/shapes_maskrcnn.pt"
+    assert output_path(TrainConfig().checkpoint, SHAPES_CHECKPOINT) == SHAPES_CHECKPOINT  # from any folder
+    assert output_path(TrainConfig().log, SHAPES_TRAIN_LOG) == SHAPES_TRAIN_LOG
+    assert output_path("m.pt", SHAPES_CHECKPOINT) == ROOT.cwd() / "m.pt"
+    assert output_path("/tmp/m.pt", SHAPES_CHECKPOINT).as_posix() == "/tmp/m.pt"
+    assert repo_relative("/elsewhere/m.pt") == "/elsewhere/m.pt"
 
 
 def test_command_line_entry_point_runs_as_a_module(tmp_path):
@@ -108,13 +160,16 @@ def test_coco_validation_folder_and_category_ids(tmp_path):
     (dict(steps=0), ValueError, "steps must be >= 1"),
     (dict(batch_size=2.0), TypeError, "batch_size must be an int"),
     (dict(lr=0.0), ValueError, "lr must be > 0"),
-    (dict(lr=float("nan")), ValueError, "lr must be a finite float"),
+    (dict(lr=float("nan")), ValueError, "lr must not be NaN"),
     (dict(seed=5, val_seed=5), ValueError, "val_seed must differ from seed"),
-    (dict(device="tpu"), ValueError, "device must be 'auto', 'cpu' or 'cuda'"),
+    (dict(device="tpu"), ValueError, "device must be one of 'auto', 'cpu', 'cuda'"),
     (dict(coco_images="x"), ValueError, "coco_images and coco_json go together"),
     (dict(coco_val_images="x", coco_val_json="y"), ValueError, "need coco_images"),
-    (dict(val_fraction=1.0), ValueError, r"val_fraction must be in \(0, 1\)"),
-    (dict(time_limit=-1), ValueError, "time_limit must be a positive"),
+    (dict(val_fraction=1.0), ValueError, "val_fraction must be < 1"),
+    (dict(val_fraction=0), ValueError, "val_fraction must be > 0"),
+    (dict(progress=1), TypeError, "progress must be True or False"),
+    (dict(checkpoint=None), TypeError, "checkpoint must be a str"),
+    (dict(time_limit=-1), ValueError, "time_limit must be > 0"),
 ])
 def test_train_config_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -303,8 +358,8 @@ def test_evaluation_errors():
 
 # -- the shipped checkpoint against its own log ---------------------------------------------------------
 def test_shipped_checkpoint_reproduces_its_logged_metrics_on_the_subset():
-    log = json.loads((DATA_DIR / "shapes_train_log.json").read_text())
-    model, checkpoint = load_checkpoint(DATA_DIR / "shapes_maskrcnn.pt")
+    log = json.loads(SHAPES_TRAIN_LOG.read_text())
+    model, checkpoint = load_checkpoint(SHAPES_CHECKPOINT)
     assert checkpoint["config"] == log["model_config"]
     cfg = log["train_config"]
     n = log["eval_subset"]
@@ -318,7 +373,7 @@ def test_shipped_checkpoint_reproduces_its_logged_metrics_on_the_subset():
 
 
 def test_shipped_log_meets_the_floors():
-    log = json.loads((DATA_DIR / "shapes_train_log.json").read_text())
+    log = json.loads(SHAPES_TRAIN_LOG.read_text())
     assert log["metrics"]["segm"]["AP"] >= 0.65 and log["metrics"]["segm"]["AP50"] >= 0.88
     assert log["command"] == "python -m helpers.train" and log["threads"] == 2 and not log["stopped_early"]
     assert log["train_config"]["val_seed"] != log["train_config"]["seed"]
@@ -442,8 +497,8 @@ def test_benchmark_times_steps(tmp_path, capsys):
 # -- the claims notebook 09 makes about the shipped run ----------------------------------------------------
 @pytest.fixture(scope="module")
 def shipped():
-    log = json.loads((DATA_DIR / "shapes_train_log.json").read_text())
-    model, _ = load_checkpoint(DATA_DIR / "shapes_maskrcnn.pt")
+    log = json.loads(SHAPES_TRAIN_LOG.read_text())
+    model, _ = load_checkpoint(SHAPES_CHECKPOINT)
     val = ShapesDataset(log["val_images"], seed=log["train_config"]["val_seed"])
     return log, val, predict(model, val)
 
@@ -485,7 +540,7 @@ def test_shipped_false_positives_are_mostly_duplicates_under_another_class(shipp
 
 
 def test_shipped_loss_curves_behave_as_notebook_09_says():
-    log = json.loads((DATA_DIR / "shapes_train_log.json").read_text())
+    log = json.loads(SHAPES_TRAIN_LOG.read_text())
     window = 25
     smooth = lambda name: np.convolve([r[name] for r in log["steps"]], np.ones(window) / window, mode="valid")
     objectness, box_reg, mask = smooth("loss_objectness"), smooth("loss_box_reg"), smooth("loss_mask")
