@@ -48,6 +48,7 @@ from torch import Tensor
 from helpers.checks import check_boxes, check_choice, check_hw, check_int, check_list
 from helpers.model import POOL_OPS, load_checkpoint, save_checkpoint
 from helpers.project import ABLATION_CHECKPOINTS, ABLATION_RESULTS, ROOT
+from helpers.roi import c_round
 from helpers.train import LOSS_NAMES, TrainConfig, machine_info, repo_relative, train
 
 __all__ = [
@@ -467,7 +468,7 @@ def roipool_cells(boxes: Tensor, stride: int, map_size: tuple[int, int]) -> Tens
     stride = check_int(stride, "stride", minimum=1)
     h, w = check_hw(map_size, "map_size")
     scaled = b / stride  # [K, 4]
-    start = torch.sign(scaled) * torch.floor(scaled.abs() + 0.5)  # C round: half away from zero
+    start = c_round(scaled)  # C round: half away from zero (notebook 03)
     j0, i0, j1, i1 = start.unbind(dim=1)
     j1 = torch.maximum(j1, j0)  # width at least one cell
     i1 = torch.maximum(i1, i0)
