@@ -28,15 +28,27 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["BoxCoder", "encode_boxes", "decode_boxes", "DEFAULT_BBOX_XFORM_CLIP"]
+from helpers.checks import check_boxes, check_list, check_number
+
+__all__ = ["BoxCoder", "encode_boxes", "decode_boxes", "check_weights", "DEFAULT_BBOX_XFORM_CLIP"]
 
 DEFAULT_BBOX_XFORM_CLIP: float = math.log(1000.0 / 16)
 """torchvision's default upper bound on ``dw`` and ``dh`` before ``exp`` (about 4.135)."""
 
 
-# -- argument checks (clear errors instead of tracebacks from inside torch) --------------------------
+# -- the weights (the generic checks are in helpers.checks) -----------------------------------------
 
-def _check_weights(weights: Sequence[float] | Tensor, name: str = "weights") -> tuple[float, float, float, float]:
+def check_weights(weights: Sequence[float] | Tensor, name: str = "weights") -> tuple[float, float, float, float]:
+    """Box-coder weights ``(wx, wy, ww, wh)`` as four Python floats, each finite and positive.
+
+    Args:
+        weights: 4 numbers (a list, a tuple or a ``Tensor[4]``), e.g. ``(10, 10, 5, 5)`` for the box head.
+        name: the argument's name in the error message (``"bbox_reg_weights"`` for the box head).
+
+    Raises:
+        TypeError: not a sequence or tensor, or an item that is not a plain number.
+        ValueError: not 4 numbers, or one that is zero, negative or not finite.
+    """
     if isinstance(weights, Tensor):
         if weights.numel() != 4:
             raise ValueError(f"{name} must hold 4 numbers (wx, wy, ww, wh), got a tensor of shape {tuple(weights.shape)}")
@@ -54,34 +66,6 @@ def _check_weights(weights: Sequence[float] | Tensor, name: str = "weights") -> 
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"{name} must be 4 finite positive numbers, got {tuple(values)}")
     return values[0], values[1], values[2], values[3]
-
-
-def _check_clip(bbox_xform_clip: float) -> float:
-    if isinstance(bbox_xform_clip, bool) or not isinstance(bbox_xform_clip, (int, float)):
-        raise TypeError(f"bbox_xform_clip must be a number, got {type(bbox_xform_clip).__name__}")
-    if math.isnan(bbox_xform_clip):
-        raise ValueError("bbox_xform_clip must not be NaN")
-    return float(bbox_xform_clip)
-
-
-def _check_boxes(boxes: Tensor, name: str) -> None:
-    if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a Tensor[N, 4], got {type(boxes).__name__}")
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
-    if not boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}")
-
-
-def _check_positive_size(boxes: Tensor, name: str) -> None:
-    # The deltas divide by these widths and heights: a zero or negative one would give inf / nan.
-    widths = boxes[:, 2] - boxes[:, 0]
-    heights = boxes[:, 3] - boxes[:, 1]
-    bad = ~((widths > 0) & (heights > 0))
-    if bool(bad.any()):
-        i = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(f"{name} must have x2 > x1 and y2 > y1 (the deltas divide by width and height); "
-                         f"row {i} is {[round(float(v), 4) for v in boxes[i].tolist()]}")
 
 
 # -- the two functions ---------------------------------------------------------------------------
@@ -104,16 +88,16 @@ def encode_boxes(reference_boxes: Tensor, proposals: Tensor,
     Returns:
         Tensor[N, 4]: ``(dx, dy, dw, dh)`` per row, in the dtype of ``reference_boxes``.
     """
-    _check_boxes(reference_boxes, "reference_boxes")
-    _check_boxes(proposals, "proposals")
+    check_boxes(reference_boxes, "reference_boxes")
+    check_boxes(proposals, "proposals")
     if reference_boxes.shape[0] != proposals.shape[0]:
         raise ValueError(f"reference_boxes and proposals must have the same number of rows, "
                          f"got {reference_boxes.shape[0]} and {proposals.shape[0]}")
     if reference_boxes.dtype != proposals.dtype:
         raise TypeError(f"reference_boxes and proposals must have the same dtype, "
                         f"got {reference_boxes.dtype} and {proposals.dtype}")
-    _check_positive_size(proposals, "proposals")
-    wx, wy, ww, wh = torch.as_tensor(_check_weights(weights), dtype=reference_boxes.dtype,
+    check_boxes(proposals, "proposals", positive_size=True)                    # the deltas divide by w and h
+    wx, wy, ww, wh = torch.as_tensor(check_weights(weights), dtype=reference_boxes.dtype,
                                      device=reference_boxes.device)            # 0-dim tensors, like torchvision
 
     ex_widths = proposals[:, 2:3] - proposals[:, 0:1]                           # [N, 1]
@@ -156,12 +140,12 @@ def decode_boxes(rel_codes: Tensor, boxes: Tensor, weights: Sequence[float] | Te
         raise ValueError(f"rel_codes must have shape [N, 4K] with K >= 1, got {tuple(rel_codes.shape)}")
     if not rel_codes.is_floating_point():
         raise TypeError(f"rel_codes must be a floating-point tensor, got {rel_codes.dtype}")
-    _check_boxes(boxes, "boxes")
+    check_boxes(boxes, "boxes")
     if boxes.shape[0] != rel_codes.shape[0]:
         raise ValueError(f"rel_codes and boxes must have the same number of rows, "
                          f"got {rel_codes.shape[0]} and {boxes.shape[0]}")
-    wx, wy, ww, wh = _check_weights(weights)                                    # Python floats, like torchvision
-    clip = _check_clip(bbox_xform_clip)
+    wx, wy, ww, wh = check_weights(weights)                                     # Python floats, like torchvision
+    clip = check_number(bbox_xform_clip, "bbox_xform_clip", finite=False)
 
     boxes = boxes.to(rel_codes.dtype)
     widths = boxes[:, 2] - boxes[:, 0]                                          # [N]
@@ -203,8 +187,8 @@ class BoxCoder:
 
     def __init__(self, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
                  bbox_xform_clip: float = DEFAULT_BBOX_XFORM_CLIP) -> None:
-        self.weights = _check_weights(weights)
-        self.bbox_xform_clip = _check_clip(bbox_xform_clip)
+        self.weights = check_weights(weights)
+        self.bbox_xform_clip = check_number(bbox_xform_clip, "bbox_xform_clip", finite=False)
 
     def __repr__(self) -> str:
         return f"BoxCoder(weights={self.weights}, bbox_xform_clip={self.bbox_xform_clip:.4f})"
@@ -223,8 +207,8 @@ class BoxCoder:
 
     def encode(self, reference_boxes: Sequence[Tensor], proposals: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """Per-image :meth:`encode_single`: lists of ``Tensor[N_i, 4]`` in, a tuple of ``Tensor[N_i, 4]`` out."""
-        reference_boxes = _check_list(reference_boxes, "reference_boxes")
-        proposals = _check_list(proposals, "proposals")
+        reference_boxes = _check_box_lists(reference_boxes, "reference_boxes")
+        proposals = _check_box_lists(proposals, "proposals")
         if len(reference_boxes) != len(proposals):
             raise ValueError(f"reference_boxes and proposals must hold one tensor per image, "
                              f"got {len(reference_boxes)} and {len(proposals)}")
@@ -246,7 +230,7 @@ class BoxCoder:
         Returns:
             Tensor[sum N_i, K, 4] (or the ``decode_single`` result unreshaped when there are no boxes).
         """
-        boxes = _check_list(boxes, "boxes")
+        boxes = _check_box_lists(boxes, "boxes")
         if not isinstance(rel_codes, Tensor):
             raise TypeError(f"rel_codes must be a Tensor, got {type(rel_codes).__name__}")
         box_sum = sum(b.shape[0] for b in boxes)
@@ -261,12 +245,9 @@ class BoxCoder:
         return pred_boxes
 
 
-def _check_list(tensors: Sequence[Tensor], name: str) -> list[Tensor]:
-    if isinstance(tensors, Tensor) or not isinstance(tensors, Sequence):
-        raise TypeError(f"{name} must be a list or tuple of Tensor[N_i, 4] (one per image), "
-                        f"got {type(tensors).__name__}")
-    if len(tensors) == 0:
-        raise ValueError(f"{name} must hold at least one tensor (one per image)")
-    for i, t in enumerate(tensors):
-        _check_boxes(t, f"{name}[{i}]")
-    return list(tensors)
+
+def _check_box_lists(tensors: Sequence[Tensor], name: str) -> list[Tensor]:
+    """A non-empty list of ``Tensor[N_i, 4]`` (one per image), each checked with ``check_boxes``."""
+    items = check_list(tensors, name, minimum_length=1,
+                       what="a list or tuple of Tensor[N_i, 4] (one per image)")
+    return [check_boxes(t, f"{name}[{i}]") for i, t in enumerate(items)]

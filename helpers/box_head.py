@@ -14,9 +14,9 @@ here                                    torchvision (``torchvision.models.detect
 :func:`postprocess_detections`          ``roi_heads.RoIHeads.postprocess_detections``
 ======================================  =================================================================
 
-The pieces shared with the region proposal network (IoU, the matcher, the balanced sampler,
-clipping, small-box removal and NMS) are imported from :mod:`helpers.rpn` (notebook 05), and box
-encoding from :mod:`helpers.box_coder`; none of them calls the torchvision function it rebuilds.
+The pieces shared with the region proposal network are imported: the matcher and the balanced
+sampler from :mod:`helpers.rpn` (notebook 05), IoU, clipping, small-box removal and NMS from
+:mod:`helpers.boxes`, box encoding from :mod:`helpers.box_coder`; none of them calls the torchvision function it rebuilds.
 
 Conventions: boxes are ``(x1, y1, x2, y2)`` in pixels of the resized image, ``x`` to the right,
 ``y`` **downwards**, ``(0, 0)`` the top-left pixel, an image of size ``(H, W)`` spanning
@@ -28,7 +28,6 @@ Like torchvision, the predictor outputs 4 deltas for *every* class, background i
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from helpers.box_coder import BoxCoder, DEFAULT_BBOX_XFORM_CLIP
-from helpers.rpn import (BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, batched_nms, box_iou, clip_boxes_to_image,
-                         match_anchors, remove_small_boxes, sample_balanced)
+from helpers.box_coder import DEFAULT_BBOX_XFORM_CLIP, BoxCoder, check_weights
+from helpers.boxes import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from helpers.checks import check_boxes, check_int, check_list, check_number, check_tensor
+from helpers.rpn import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, match_anchors, sample_balanced
 
 __all__ = [
     "BOX_HEAD_DEFAULTS",
@@ -68,61 +68,8 @@ BOX_HEAD_DEFAULTS: dict[str, Any] = {
 }
 """torchvision's defaults for the box branch of ``fasterrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn``."""
 
-
-# -- argument checks ----------------------------------------------------------------------------------
-def _check_int(value: Any, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_fraction(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
-
-
-def _check_tensor(value: Any, name: str, dims: int, what: str, floating: bool = True) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a {what}, got {type(value).__name__}")
-    if value.dim() != dims:
-        raise ValueError(f"{name} must be a {what}, got shape {tuple(value.shape)}")
-    if floating and not value.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
-    return value
-
-
-def _check_boxes(value: Any, name: str) -> Tensor:
-    boxes = _check_tensor(value, name, 2, "Tensor[N, 4] of (x1, y1, x2, y2)")
-    if boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
-    return boxes
-
-
-def _check_list(value: Any, name: str) -> list:
-    if isinstance(value, (Tensor, Mapping, str)) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a list with one entry per image, got {type(value).__name__}")
-    if len(value) == 0:
-        raise ValueError(f"{name} must hold at least one entry (one per image)")
-    return list(value)
-
-
-def _check_labels(value: Any, name: str) -> Tensor:
-    labels = _check_tensor(value, name, 1, "Tensor[N] of int64 class labels", floating=False)
-    if labels.dtype != torch.int64:
-        raise TypeError(f"{name} must be int64, got {labels.dtype}")
-    return labels
-
-
-def _check_weights(weights: Any) -> tuple[float, float, float, float]:
-    if isinstance(weights, (str, bytes, Tensor)) or not isinstance(weights, Sequence) or len(weights) != 4:
-        raise TypeError(f"bbox_reg_weights must be 4 numbers (wx, wy, ww, wh), got {weights!r}")
-    return tuple(float(w) for w in weights)  # type: ignore[return-value]
+PER_IMAGE = "a list with one entry per image"
+"""How the per-image list arguments read in error messages."""
 
 
 # -- the two modules ----------------------------------------------------------------------------------
@@ -139,8 +86,8 @@ class TwoMLPHead(nn.Module):
 
     def __init__(self, in_channels: int, representation_size: int) -> None:
         super().__init__()
-        self.in_channels = _check_int(in_channels, "in_channels", 1)
-        self.representation_size = _check_int(representation_size, "representation_size", 1)
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.representation_size = check_int(representation_size, "representation_size", minimum=1)
         self.fc6 = nn.Linear(self.in_channels, self.representation_size)
         self.fc7 = nn.Linear(self.representation_size, self.representation_size)
 
@@ -183,8 +130,8 @@ class FastRCNNPredictor(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.in_channels = _check_int(in_channels, "in_channels", 1)
-        self.num_classes = _check_int(num_classes, "num_classes", 2)
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.num_classes = check_int(num_classes, "num_classes", minimum=2)
         self.cls_score = nn.Linear(self.in_channels, self.num_classes)
         self.bbox_pred = nn.Linear(self.in_channels, self.num_classes * 4)
 
@@ -238,21 +185,21 @@ def assign_targets_to_proposals(proposals: Sequence[Tensor], gt_boxes: Sequence[
         matched box, clamped to ``>= 0`` (background and ignored proposals point at box 0, as in
         torchvision), ``labels`` the class or 0 / -1.
     """
-    proposals = _check_list(proposals, "proposals")
-    gt_boxes = _check_list(gt_boxes, "gt_boxes")
-    gt_labels = _check_list(gt_labels, "gt_labels")
+    proposals = check_list(proposals, "proposals", minimum_length=1, what=PER_IMAGE)
+    gt_boxes = check_list(gt_boxes, "gt_boxes", minimum_length=1, what=PER_IMAGE)
+    gt_labels = check_list(gt_labels, "gt_labels", minimum_length=1, what=PER_IMAGE)
     if not len(proposals) == len(gt_boxes) == len(gt_labels):
         raise ValueError(f"proposals, gt_boxes and gt_labels must have one entry per image, got "
                          f"{len(proposals)}, {len(gt_boxes)} and {len(gt_labels)}")
-    fg = _check_fraction(fg_iou_thresh, "fg_iou_thresh")
-    bg = _check_fraction(bg_iou_thresh, "bg_iou_thresh")
+    fg = check_number(fg_iou_thresh, "fg_iou_thresh", 0.0, 1.0, interval=True)
+    bg = check_number(bg_iou_thresh, "bg_iou_thresh", 0.0, 1.0, interval=True)
     if bg > fg:
         raise ValueError(f"bg_iou_thresh ({bg}) must be <= fg_iou_thresh ({fg})")
     matched_idxs, labels = [], []
     for i, (props, boxes, classes) in enumerate(zip(proposals, gt_boxes, gt_labels)):
-        _check_boxes(props, f"proposals[{i}]")
-        _check_boxes(boxes, f"gt_boxes[{i}]")
-        _check_labels(classes, f"gt_labels[{i}]")
+        check_boxes(props, f"proposals[{i}]")
+        check_boxes(boxes, f"gt_boxes[{i}]")
+        check_tensor(classes, f"gt_labels[{i}]", 1, shape="[N] of int64 class labels", dtype=torch.int64)
         if classes.shape[0] != boxes.shape[0]:
             raise ValueError(f"gt_labels[{i}] must have one label per box: {classes.shape[0]} labels, "
                              f"{boxes.shape[0]} boxes")
@@ -299,8 +246,8 @@ def select_training_samples(proposals: Sequence[Tensor], targets: Sequence[Mappi
         (proposals, matched_idxs, labels, regression_targets): lists over images of the sampled
         Tensor[S_i, 4], Tensor[S_i] int64, Tensor[S_i] int64 and Tensor[S_i, 4].
     """
-    proposals = _check_list(proposals, "proposals")
-    targets = _check_list(targets, "targets")
+    proposals = check_list(proposals, "proposals", minimum_length=1, what=PER_IMAGE)
+    targets = check_list(targets, "targets", minimum_length=1, what=PER_IMAGE)
     if len(proposals) != len(targets):
         raise ValueError(f"proposals and targets must have one entry per image, got {len(proposals)} and {len(targets)}")
     for i, t in enumerate(targets):
@@ -309,10 +256,10 @@ def select_training_samples(proposals: Sequence[Tensor], targets: Sequence[Mappi
         if not isinstance(t["boxes"], Tensor) or not t["boxes"].is_floating_point():
             raise TypeError(f"targets[{i}]['boxes'] must be a floating-point Tensor[M, 4]")
     for i, p in enumerate(proposals):
-        _check_boxes(p, f"proposals[{i}]")
-    batch = _check_int(batch_size_per_image, "batch_size_per_image", 1)
-    fraction = _check_fraction(positive_fraction, "positive_fraction")
-    coder = BoxCoder(_check_weights(bbox_reg_weights))
+        check_boxes(p, f"proposals[{i}]")
+    batch = check_int(batch_size_per_image, "batch_size_per_image", minimum=1)
+    fraction = check_number(positive_fraction, "positive_fraction", 0.0, 1.0, interval=True)
+    coder = BoxCoder(check_weights(bbox_reg_weights, "bbox_reg_weights"))
 
     dtype = proposals[0].dtype
     gt_boxes = [t["boxes"].to(dtype) for t in targets]
@@ -344,8 +291,7 @@ def smooth_l1(x: Tensor, beta: float = 1.0 / 9) -> Tensor:
     Returns:
         Tensor[...], same shape.
     """
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0:
-        raise ValueError(f"beta must be a number > 0, got {beta!r}")
+    beta = check_number(beta, "beta", 0.0, minimum_open=True)
     z = x.abs()
     return torch.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta)
 
@@ -383,14 +329,15 @@ def fastrcnn_loss(class_logits: Tensor, box_regression: Tensor, labels: Tensor |
     Returns:
         (classification_loss, box_loss): two Tensor[].
     """
-    class_logits = _check_tensor(class_logits, "class_logits", 2, "Tensor[N, num_classes]")
-    box_regression = _check_tensor(box_regression, "box_regression", 2, "Tensor[N, 4 * num_classes]")
+    class_logits = check_tensor(class_logits, "class_logits", 2, shape="[N, num_classes]", floating=True)
+    box_regression = check_tensor(box_regression, "box_regression", 2, shape="[N, 4 * num_classes]", floating=True)
     if not isinstance(labels, Tensor):
-        labels = torch.cat(_check_list(labels, "labels"), dim=0)
+        labels = torch.cat(check_list(labels, "labels", minimum_length=1, what=PER_IMAGE), dim=0)
     if not isinstance(regression_targets, Tensor):
-        regression_targets = torch.cat(_check_list(regression_targets, "regression_targets"), dim=0)
-    labels = _check_labels(labels, "labels")
-    regression_targets = _check_boxes(regression_targets, "regression_targets")
+        regression_targets = torch.cat(check_list(regression_targets, "regression_targets", minimum_length=1,
+                                                  what=PER_IMAGE), dim=0)
+    labels = check_tensor(labels, "labels", 1, shape="[N] of int64 class labels", dtype=torch.int64)
+    regression_targets = check_boxes(regression_targets, "regression_targets")
     n, num_classes = class_logits.shape
     if n == 0:
         raise ValueError("fastrcnn_loss needs at least one sampled RoI (torchvision would return nan)")
@@ -437,12 +384,12 @@ def postprocess_detections(class_logits: Tensor, box_regression: Tensor, proposa
     Returns:
         (boxes, scores, labels): lists over images of Tensor[D_i, 4], Tensor[D_i], Tensor[D_i] int64.
     """
-    class_logits = _check_tensor(class_logits, "class_logits", 2, "Tensor[N, num_classes]")
-    box_regression = _check_tensor(box_regression, "box_regression", 2, "Tensor[N, 4 * num_classes]")
-    proposals = _check_list(proposals, "proposals")
+    class_logits = check_tensor(class_logits, "class_logits", 2, shape="[N, num_classes]", floating=True)
+    box_regression = check_tensor(box_regression, "box_regression", 2, shape="[N, 4 * num_classes]", floating=True)
+    proposals = check_list(proposals, "proposals", minimum_length=1, what=PER_IMAGE)
     for i, p in enumerate(proposals):
-        _check_boxes(p, f"proposals[{i}]")
-    image_shapes = _check_list(image_shapes, "image_shapes")
+        check_boxes(p, f"proposals[{i}]")
+    image_shapes = check_list(image_shapes, "image_shapes", minimum_length=1, what=PER_IMAGE)
     if len(image_shapes) != len(proposals):
         raise ValueError(f"image_shapes must have one (H, W) per image: {len(image_shapes)} for {len(proposals)} images")
     for i, s in enumerate(image_shapes):
@@ -456,10 +403,10 @@ def postprocess_detections(class_logits: Tensor, box_regression: Tensor, proposa
     if box_regression.shape != (n, 4 * num_classes):
         raise ValueError(f"box_regression must have shape [N, 4 * num_classes] = {[n, 4 * num_classes]}, "
                          f"got {list(box_regression.shape)}")
-    score_thresh = _check_fraction(score_thresh, "score_thresh")
-    nms_thresh = _check_fraction(nms_thresh, "nms_thresh")
-    detections_per_img = _check_int(detections_per_img, "detections_per_img", 0)
-    coder = BoxCoder(_check_weights(bbox_reg_weights), bbox_xform_clip)
+    score_thresh = check_number(score_thresh, "score_thresh", 0.0, 1.0, interval=True)
+    nms_thresh = check_number(nms_thresh, "nms_thresh", 0.0, 1.0, interval=True)
+    detections_per_img = check_int(detections_per_img, "detections_per_img", minimum=0)
+    coder = BoxCoder(check_weights(bbox_reg_weights, "bbox_reg_weights"), bbox_xform_clip)
 
     boxes_per_image = [p.shape[0] for p in proposals]
     pred_boxes = coder.decode(box_regression, proposals).reshape(n, num_classes, 4)  # [N, C, 4] (also for N = 0)

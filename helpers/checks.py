@@ -58,11 +58,14 @@ def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | 
 
 
 def check_number(value: Any, name: str, minimum: float | None = None, maximum: float | None = None, *,
-                 minimum_open: bool = False, finite: bool = True, allow_scalar_tensor: bool = False) -> float:
+                 minimum_open: bool = False, finite: bool = True, allow_scalar_tensor: bool = False,
+                 interval: bool = False) -> float:
     """``value`` as a ``float``, checked against ``[minimum, maximum]`` (``(minimum, ...`` with
     ``minimum_open``); NaN is always refused, infinity unless ``finite=False``.
 
     ``allow_scalar_tensor`` accepts a one-element tensor (``torch.tensor(0.5)``) as its number.
+    ``interval=True`` names the whole allowed interval when a bound is broken
+    (``"min_scale must be in (0.0, 0.5], got 0.0"``) instead of the one bound (``"must be > 0.0"``).
     """
     if allow_scalar_tensor and isinstance(value, Tensor) and value.numel() == 1 and value.dtype != torch.bool:
         value = value.item()
@@ -73,7 +76,10 @@ def check_number(value: Any, name: str, minimum: float | None = None, maximum: f
         raise ValueError(f"{name} must not be NaN")
     if finite and math.isinf(value):
         raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and (value < minimum or (minimum_open and value == minimum)):
+    too_low = minimum is not None and (value < minimum or (minimum_open and value == minimum))
+    if interval and (too_low or (maximum is not None and value > maximum)):
+        raise ValueError(f"{name} must be {_bounds_text(minimum, maximum, minimum_open)}, got {value}")
+    if too_low:
         raise ValueError(f"{name} must be {'>' if minimum_open else '>='} {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")

@@ -6,7 +6,7 @@ The recipe is torchvision's detection reference (``references/detection/coco_eva
 2. turn its outputs into COCO *results* (:func:`to_coco_results`): boxes ``(x1, y1, x2, y2)`` become
    ``[x, y, w, h]``; each pasted mask probability map (``Tensor[1, H, W]`` in ``[0, 1]``) is
    thresholded **at 0.5** (a pixel is in when its probability is ``> 0.5``, as torchvision's
-   reference does) and run-length encoded with ``pycocotools.mask.encode``;
+   reference does) and run-length encoded (:func:`helpers.masks.encode_rle`);
 3. score them against the ground truth with ``COCOeval`` for ``"segm"`` and ``"bbox"``
    (:func:`coco_evaluate`).
 
@@ -27,6 +27,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from helpers.checks import check_int, check_number
+from helpers.masks import decode_rle, encode_rle
 
 __all__ = ["METRIC_NAMES", "IOU_TYPES", "predict", "to_coco_results", "coco_evaluate", "evaluate",
            "format_metrics_table", "iou_matrix", "average_precision", "match_detections"]
@@ -60,8 +63,7 @@ def predict(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str, Any]]
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
         raise TypeError(f"dataset must be a sized sequence of (image, target) pairs, got {type(dataset).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     was_training = model.training
     model.eval()
     outputs: list[dict[str, Tensor]] = []
@@ -78,14 +80,6 @@ def predict(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str, Any]]
     finally:
         model.train(was_training)
     return outputs
-
-
-def _encode(mask: np.ndarray) -> dict[str, Any]:
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")  # JSON-serialisable
-    return rle
 
 
 def to_coco_results(outputs: Sequence[Mapping[str, Tensor]], image_ids: Sequence[int],
@@ -131,7 +125,7 @@ def to_coco_results(outputs: Sequence[Mapping[str, Tensor]], image_ids: Sequence
             binary = (masks[:, 0] > mask_threshold).numpy()  # [D, H, W] bool
             for mask, cat, score in zip(binary, categories, scores):
                 results["segm"].append({"image_id": int(image_id), "category_id": cat,
-                                        "segmentation": _encode(mask), "score": float(score)})
+                                        "segmentation": encode_rle(mask), "score": float(score)})
     return results
 
 
@@ -236,16 +230,6 @@ def format_metrics_table(metrics: Mapping[str, Mapping[str, float]], digits: int
 # ----------------------------------------------------------------------------------------------
 # COCO's AP at one IoU threshold, rebuilt in NumPy (notebook 09 writes it in the open)
 # ----------------------------------------------------------------------------------------------
-def _decode(segmentation: Mapping[str, Any]) -> np.ndarray:
-    import warnings
-
-    from pycocotools import mask as mask_utils
-
-    with warnings.catch_warnings():  # pycocotools 2.0.x's decode trips numpy 2's __array__ deprecation
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return np.asarray(mask_utils.decode(dict(segmentation)), dtype=bool)
-
-
 def iou_matrix(dets: Sequence[Mapping[str, Any]], gts: Sequence[Mapping[str, Any]], iou_type: str) -> np.ndarray:
     """IoU of every detection with every ground-truth object of one image, in float64.
 
@@ -270,8 +254,8 @@ def iou_matrix(dets: Sequence[Mapping[str, Any]], gts: Sequence[Mapping[str, Any
         inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)  # [D, G]
         union = (d[:, 2] * d[:, 3])[:, None] + (g[:, 2] * g[:, 3])[None, :] - inter
         return inter / union
-    dm = np.stack([_decode(x["segmentation"]) for x in dets]).reshape(len(dets), -1).astype(np.float64)  # [D, HW]
-    gm = np.stack([_decode(x["segmentation"]) for x in gts]).reshape(len(gts), -1).astype(np.float64)  # [G, HW]
+    dm = np.stack([decode_rle(x["segmentation"]) for x in dets]).reshape(len(dets), -1).astype(np.float64)  # [D, HW]
+    gm = np.stack([decode_rle(x["segmentation"]) for x in gts]).reshape(len(gts), -1).astype(np.float64)  # [G, HW]
     inter = dm @ gm.T  # [D, G] pixel counts
     union = dm.sum(1)[:, None] + gm.sum(1)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
@@ -302,8 +286,7 @@ def average_precision(coco_gt: Mapping[str, Any], results: Sequence[Mapping[str,
     Returns:
         ``{"AP": float, "per_category": {category_id: AP}, "tp": {category_id: int}, "n_gt": {...}}``.
     """
-    if not 0.0 <= float(iou_threshold) <= 1.0:
-        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    iou_threshold = check_number(iou_threshold, "iou_threshold", 0.0, 1.0, interval=True)
     if any(a.get("iscrowd", 0) for a in coco_gt["annotations"]):
         raise ValueError("average_precision does not handle crowd annotations (iscrowd = 1); use coco_evaluate")
     image_ids = sorted(int(im["id"]) for im in coco_gt["images"])
@@ -371,10 +354,9 @@ def match_detections(prediction: Mapping[str, Tensor], target: Mapping[str, Any]
         "hits": [(d, g, iou)], "confusions": [(d, g, iou)], "false_positives": [d], "missed": [g]}``
         with ``d`` indexing the full prediction and ``g`` the target's objects.
     """
-    for name, value in (("score_thresh", score_thresh), ("iou_threshold", iou_threshold),
-                        ("mask_threshold", mask_threshold)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be a float in [0, 1], got {value!r}")
+    score_thresh = check_number(score_thresh, "score_thresh", 0.0, 1.0, interval=True)
+    iou_threshold = check_number(iou_threshold, "iou_threshold", 0.0, 1.0, interval=True)
+    mask_threshold = check_number(mask_threshold, "mask_threshold", 0.0, 1.0, interval=True)
     if not isinstance(prediction, Mapping) or not {"labels", "scores", "masks"} <= set(prediction):
         raise TypeError("prediction must be a dict with 'labels', 'scores' and 'masks' (Mask R-CNN's output)")
     if not isinstance(target, Mapping) or not {"labels", "masks"} <= set(target):

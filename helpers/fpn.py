@@ -26,13 +26,14 @@ levels (2 for P2 = feature map ``'0'``, stride 4, ... 5 for P5 = ``'3'``, stride
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from helpers.checks import check_boxes, check_hw, check_int, check_number
 
 __all__ = [
     "FPN_NAMES",
@@ -54,66 +55,23 @@ FPN_STRIDES: dict[str, int] = {"0": 4, "1": 8, "2": 16, "3": 32, "pool": 64}
 
 
 # -- argument checks ----------------------------------------------------------------------------
-def _check_int(value: Any, name: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_number(value: Any, name: str, positive: bool = False, non_negative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    if non_negative and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _check_box_tensor(boxes: Any, name: str) -> Tensor:
-    if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a Tensor[K, 4] of (x1, y1, x2, y2), got {type(boxes).__name__}")
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape [K, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
-    if not boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}")
-    if boxes.numel() and not bool(torch.isfinite(boxes).all()):
-        raise ValueError(f"{name} must hold finite numbers (no nan or inf)")
-    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-    if bool(bad.any()):
-        i = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(f"{name} must have x2 >= x1 and y2 >= y1 (boxes are (x1, y1, x2, y2)); "
-                         f"row {i} is {[round(float(v), 4) for v in boxes[i].tolist()]}")
-    return boxes
+def _checked_boxes(boxes: Any, name: str) -> Tensor:
+    """``check_boxes`` with finite numbers and ``x2 >= x1``, ``y2 >= y1`` (a box's side is ``sqrt`` of its area)."""
+    return check_boxes(boxes, name, finite=True, ordered=True)
 
 
 def _concat_boxes(boxes: Any, name: str = "boxes") -> Tensor:
     """A ``Tensor[K, 4]`` or a list of ``Tensor[K_i, 4]`` (one per image) -> ``Tensor[sum K_i, 4]``."""
     if isinstance(boxes, Tensor):
-        return _check_box_tensor(boxes, name)
+        return _checked_boxes(boxes, name)
     if isinstance(boxes, (list, tuple)):
         if len(boxes) == 0:
             raise ValueError(f"{name} must hold at least one Tensor[K_i, 4] (one per image)")
-        parts = [_check_box_tensor(b, f"{name}[{i}]") for i, b in enumerate(boxes)]
+        parts = [_checked_boxes(b, f"{name}[{i}]") for i, b in enumerate(boxes)]
         if len({p.dtype for p in parts}) > 1:
             raise TypeError(f"{name} must all have the same dtype, got {sorted(str(p.dtype) for p in parts)}")
         return torch.cat(parts, dim=0)
     raise TypeError(f"{name} must be a Tensor[K, 4] or a list of Tensor[K_i, 4], got {type(boxes).__name__}")
-
-
-def _check_hw(value: Any, name: str) -> tuple[int, int]:
-    if isinstance(value, Tensor):
-        value = tuple(int(v) for v in value.tolist()) if value.dim() == 1 else value
-    if not isinstance(value, (tuple, list, torch.Size)) or len(value) != 2:
-        raise TypeError(f"{name} must be a (height, width) pair, got {value!r}")
-    h = _check_int(value[0], f"{name} height", minimum=1)
-    w = _check_int(value[1], f"{name} width", minimum=1)
-    return h, w
 
 
 # -- the level rule -----------------------------------------------------------------------------
@@ -148,9 +106,9 @@ def raw_levels(boxes: Tensor | Sequence[Tensor], canonical_scale: float = 224, c
     Returns:
         Tensor[K]: floating point, the dtype of ``boxes``.
     """
-    s0 = _check_number(canonical_scale, "canonical_scale", positive=True)
-    k0 = _check_int(canonical_level, "canonical_level")
-    eps = _check_number(eps, "eps", non_negative=True)
+    s0 = check_number(canonical_scale, "canonical_scale", 0.0, minimum_open=True)
+    k0 = check_int(canonical_level, "canonical_level")
+    eps = check_number(eps, "eps", 0.0)
     s = box_sides(boxes)                                                          # [K]
     # the same operations, in the same order, as torchvision's LevelMapper.__call__
     return k0 + torch.log2(s / s0) + torch.tensor(eps, dtype=s.dtype)             # [K]
@@ -179,8 +137,8 @@ def map_levels(boxes: Tensor | Sequence[Tensor], k_min: int = 2, k_max: int = 5,
     Returns:
         Tensor[K] (int64): levels in ``[k_min, k_max]``.
     """
-    k_min = _check_int(k_min, "k_min")
-    k_max = _check_int(k_max, "k_max")
+    k_min = check_int(k_min, "k_min")
+    k_max = check_int(k_max, "k_max")
     if k_min > k_max:
         raise ValueError(f"k_min must be <= k_max, got k_min={k_min}, k_max={k_max}")
     raw = raw_levels(boxes, canonical_scale, canonical_level, eps)                # [K]
@@ -203,8 +161,8 @@ def feature_size(size: int, stride: int) -> int:
     Returns:
         int: ``ceil(size / stride)``.
     """
-    size = _check_int(size, "size", minimum=1)
-    stride = _check_int(stride, "stride", minimum=1)
+    size = check_int(size, "size", minimum=1)
+    stride = check_int(stride, "stride", minimum=1)
     if stride & (stride - 1):
         raise ValueError(f"stride must be a power of two, got {stride}")
     n = size
@@ -229,8 +187,8 @@ def infer_scale(feature_shape: Sequence[int], image_shape: Sequence[int]) -> flo
     """
     if not isinstance(feature_shape, (tuple, list, torch.Size)) or len(feature_shape) < 2:
         raise TypeError(f"feature_shape must be a shape (..., H, W), got {feature_shape!r}")
-    fh, _ = _check_hw(tuple(feature_shape[-2:]), "feature_shape")
-    ih, _ = _check_hw(image_shape, "image_shape")
+    fh, _ = check_hw(tuple(feature_shape[-2:]), "feature_shape")
+    ih, _ = check_hw(image_shape, "image_shape")
     approx_scale = float(fh) / float(ih)
     return 2 ** float(torch.tensor(approx_scale).log2().round())                 # as torchvision
 
@@ -252,7 +210,7 @@ def infer_scales(features: Sequence[Tensor], image_shapes: Sequence[Sequence[int
     """
     if not isinstance(image_shapes, (list, tuple)) or len(image_shapes) == 0:
         raise ValueError("image_shapes must be a non-empty list of (height, width) pairs, one per image")
-    shapes = [_check_hw(s, f"image_shapes[{i}]") for i, s in enumerate(image_shapes)]
+    shapes = [check_hw(s, f"image_shapes[{i}]") for i, s in enumerate(image_shapes)]
     original = (max(h for h, _ in shapes), max(w for _, w in shapes))
     scales = [infer_scale(tuple(f.shape), original) for f in features]
     lvl_min = -torch.log2(torch.tensor(scales[0], dtype=torch.float32)).item()
@@ -319,8 +277,9 @@ def multiscale_roi_align(features: Mapping[str, Tensor], boxes: Sequence[Tensor]
         output_size = (int(output_size), int(output_size))
     if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
         raise TypeError(f"output_size must be an int or a (height, width) pair, got {output_size!r}")
-    output_size = (_check_int(output_size[0], "output_size height", 1), _check_int(output_size[1], "output_size width", 1))
-    sampling_ratio = _check_int(sampling_ratio, "sampling_ratio")
+    output_size = (check_int(output_size[0], "output_size height", minimum=1),
+                   check_int(output_size[1], "output_size width", minimum=1))
+    sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
 
     scales, k_min, k_max = infer_scales(selected, image_shapes)
     if all_boxes.dtype != selected[0].dtype:

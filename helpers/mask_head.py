@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from helpers.checks import check_boxes, check_int, check_list, check_tensor
 from helpers.roi import roi_align
 
 __all__ = [
@@ -50,60 +51,6 @@ __all__ = [
     "paste_mask_in_image",
     "paste_masks_in_image",
 ]
-
-
-# -- argument checks (clear errors naming the argument, never a traceback from inside torch) --------
-
-def _check_tensor(value: Any, name: str, dims: int | None = None, shape_text: str = "") -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a Tensor{shape_text}, got {type(value).__name__}")
-    if dims is not None and value.dim() != dims:
-        raise ValueError(f"{name} must be a Tensor{shape_text} ({dims} dimensions), got shape {tuple(value.shape)}")
-    return value
-
-
-def _check_float_tensor(value: Tensor, name: str) -> None:
-    if not value.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
-
-
-def _check_int_tensor(value: Tensor, name: str) -> None:
-    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor (int64), got {value.dtype}")
-
-
-def _check_boxes(boxes: Any, name: str, n: int | None = None) -> Tensor:
-    boxes = _check_tensor(boxes, name, 2, "[N, 4]")
-    if boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
-    _check_float_tensor(boxes, name)
-    if n is not None and boxes.shape[0] != n:
-        raise ValueError(f"{name} must hold {n} boxes (one per mask), got {boxes.shape[0]}")
-    if boxes.numel() and not bool(torch.isfinite(boxes).all()):
-        raise ValueError(f"{name} must hold finite numbers (no nan or inf)")
-    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-    if bool(bad.any()):
-        i = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(f"{name} must have x2 >= x1 and y2 >= y1; row {i} is "
-                         f"{[round(float(v), 4) for v in boxes[i].tolist()]}")
-    return boxes
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_list(value: Any, name: str) -> list[Tensor]:
-    if isinstance(value, Tensor) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a list of Tensors (one per image), got {type(value).__name__}")
-    for i, item in enumerate(value):
-        if not isinstance(item, Tensor):
-            raise TypeError(f"{name}[{i}] must be a Tensor, got {type(item).__name__}")
-    return list(value)
 
 
 # -- 1. the head -----------------------------------------------------------------------------------
@@ -135,12 +82,12 @@ class MaskHead(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 256,
                  layers: Sequence[int] = (256, 256, 256, 256), dim_reduced: int = 256) -> None:
         super().__init__()
-        num_classes = _check_int(num_classes, "num_classes", 1)
-        in_channels = _check_int(in_channels, "in_channels", 1)
-        dim_reduced = _check_int(dim_reduced, "dim_reduced", 1)
+        num_classes = check_int(num_classes, "num_classes", minimum=1)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        dim_reduced = check_int(dim_reduced, "dim_reduced", minimum=1)
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) == 0:
             raise TypeError(f"layers must be a non-empty sequence of ints (channels per 3x3 conv), got {layers!r}")
-        layers = [_check_int(c, "layers[i]", 1) for c in layers]
+        layers = [check_int(c, "layers[i]", minimum=1) for c in layers]
         self.num_classes, self.in_channels = num_classes, in_channels
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
         previous = in_channels
@@ -159,8 +106,7 @@ class MaskHead(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def _check_input(self, x: Any) -> Tensor:
-        x = _check_tensor(x, "x", 4, "[R, C, H, W]")
-        _check_float_tensor(x, "x")
+        x = check_tensor(x, "x", 4, shape="[R, C, H, W]", floating=True)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x must have {self.in_channels} channels (in_channels), got shape {tuple(x.shape)}")
         return x
@@ -268,11 +214,10 @@ def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor
     Returns:
         Tensor[P, M, M]: soft targets in ``[0, 1]``, in ``boxes.dtype``.
     """
-    gt_masks = _check_tensor(gt_masks, "gt_masks", 3, "[G, H, W]")
-    boxes = _check_boxes(boxes, "boxes")
-    matched_idxs = _check_tensor(matched_idxs, "matched_idxs", 1, "[P]")
-    _check_int_tensor(matched_idxs, "matched_idxs")
-    M = _check_int(M, "M", 1)
+    gt_masks = check_tensor(gt_masks, "gt_masks", 3, shape="[G, H, W]")
+    boxes = check_boxes(boxes, "boxes", finite=True, ordered=True)
+    matched_idxs = check_tensor(matched_idxs, "matched_idxs", 1, shape="[P]", floating=False)
+    M = check_int(M, "M", minimum=1)
     if matched_idxs.shape[0] != boxes.shape[0]:
         raise ValueError(f"matched_idxs must hold one index per box: {boxes.shape[0]} boxes, "
                          f"{matched_idxs.shape[0]} indices")
@@ -309,11 +254,10 @@ def maskrcnn_loss(mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[T
     Returns:
         Tensor[]: the scalar loss.
     """
-    mask_logits = _check_tensor(mask_logits, "mask_logits", 4, "[P, K, M, M]")
-    _check_float_tensor(mask_logits, "mask_logits")
+    mask_logits = check_tensor(mask_logits, "mask_logits", 4, shape="[P, K, M, M]", floating=True)
     if mask_logits.shape[-1] != mask_logits.shape[-2]:
         raise ValueError(f"mask_logits must hold square M x M masks, got shape {tuple(mask_logits.shape)}")
-    lists = {name: _check_list(value, name) for name, value in
+    lists = {name: check_list(value, name, Tensor, what="a list of Tensors (one per image)") for name, value in
              [("proposals", proposals), ("gt_masks", gt_masks), ("gt_labels", gt_labels),
               ("mask_matched_idxs", mask_matched_idxs)]}
     lengths = {name: len(value) for name, value in lists.items()}
@@ -328,15 +272,13 @@ def maskrcnn_loss(mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[T
     labels, targets = [], []
     for i, (masks, boxes, labels_i, idxs) in enumerate(zip(lists["gt_masks"], lists["proposals"],
                                                           lists["gt_labels"], lists["mask_matched_idxs"])):
-        _check_boxes(boxes, f"proposals[{i}]")
-        _check_tensor(labels_i, f"gt_labels[{i}]", 1, "[G]")
-        _check_int_tensor(labels_i, f"gt_labels[{i}]")
-        _check_tensor(masks, f"gt_masks[{i}]", 3, "[G, H, W]")
+        check_boxes(boxes, f"proposals[{i}]", finite=True, ordered=True)
+        check_tensor(labels_i, f"gt_labels[{i}]", 1, shape="[G]", floating=False)
+        check_tensor(masks, f"gt_masks[{i}]", 3, shape="[G, H, W]")
         if masks.shape[0] != labels_i.shape[0]:
             raise ValueError(f"gt_masks[{i}] and gt_labels[{i}] must describe the same objects: "
                              f"{masks.shape[0]} masks, {labels_i.shape[0]} labels")
-        _check_tensor(idxs, f"mask_matched_idxs[{i}]", 1, "[P_i]")
-        _check_int_tensor(idxs, f"mask_matched_idxs[{i}]")
+        check_tensor(idxs, f"mask_matched_idxs[{i}]", 1, shape="[P_i]", floating=False)
         if idxs.shape[0] != boxes.shape[0]:
             raise ValueError(f"mask_matched_idxs[{i}] must hold one index per proposal: "
                              f"{boxes.shape[0]} proposals, {idxs.shape[0]} indices")
@@ -372,12 +314,10 @@ def maskrcnn_inference(x: Tensor, labels: list[Tensor]) -> list[Tensor]:
     Returns:
         list[Tensor[D_i, 1, M, M]]: probabilities in ``[0, 1]``, one tensor per image.
     """
-    x = _check_tensor(x, "x", 4, "[D, K, M, M]")
-    _check_float_tensor(x, "x")
-    labels = _check_list(labels, "labels")
+    x = check_tensor(x, "x", 4, shape="[D, K, M, M]", floating=True)
+    labels = check_list(labels, "labels", Tensor, what="a list of Tensors (one per image)")
     for i, labels_i in enumerate(labels):
-        _check_tensor(labels_i, f"labels[{i}]", 1, "[D_i]")
-        _check_int_tensor(labels_i, f"labels[{i}]")
+        check_tensor(labels_i, f"labels[{i}]", 1, shape="[D_i]", floating=False)
         if labels_i.numel() and (int(labels_i.min()) < 0 or int(labels_i.max()) >= x.shape[1]):
             raise ValueError(f"labels[{i}] must lie in [0, {x.shape[1]}) (x has {x.shape[1]} channels)")
     counts = [int(labels_i.shape[0]) for labels_i in labels]
@@ -401,7 +341,7 @@ def expand_boxes(boxes: Tensor, scale: float) -> Tensor:
     Returns:
         Tensor[N, 4]: the scaled boxes, same dtype.
     """
-    boxes = _check_boxes(boxes, "boxes")
+    boxes = check_boxes(boxes, "boxes", finite=True, ordered=True)
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5
@@ -424,8 +364,8 @@ def expand_masks(mask: Tensor, padding: int) -> tuple[Tensor, float]:
         ``(Tensor[N, 1, M + 2p, M + 2p], scale)`` with ``scale = (M + 2p) / M``: the factor by which
         the box must grow so that each cell keeps its size in the image.
     """
-    mask = _check_tensor(mask, "mask", 4, "[N, 1, M, M]")
-    padding = _check_int(padding, "padding", 0)
+    mask = check_tensor(mask, "mask", 4, shape="[N, 1, M, M]")
+    padding = check_int(padding, "padding", minimum=0)
     M = mask.shape[-1]
     scale = float(M + 2 * padding) / M
     return F.pad(mask, (padding,) * 4), scale
@@ -479,15 +419,14 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: tuple[int, int
     Returns:
         Tensor[N, 1, H, W]: the pasted probabilities; threshold at 0.5 for binary masks.
     """
-    masks = _check_tensor(masks, "masks", 4, "[N, 1, M, M]")
-    _check_float_tensor(masks, "masks")
+    masks = check_tensor(masks, "masks", 4, shape="[N, 1, M, M]", floating=True)
     if masks.shape[1] != 1 or masks.shape[2] != masks.shape[3] or masks.shape[3] == 0:
         raise ValueError(f"masks must have shape [N, 1, M, M] (one square mask per box), got {tuple(masks.shape)}")
-    boxes = _check_boxes(boxes, "boxes", n=masks.shape[0])
+    boxes = check_boxes(boxes, "boxes", n=masks.shape[0], finite=True, ordered=True)
     if (isinstance(img_shape, (str, bytes)) or not isinstance(img_shape, Sequence) or len(img_shape) != 2
             or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in img_shape)):
         raise ValueError(f"img_shape must be a pair of positive ints (H, W), got {img_shape!r}")
-    padding = _check_int(padding, "padding", 0)
+    padding = check_int(padding, "padding", minimum=0)
     im_h, im_w = int(img_shape[0]), int(img_shape[1])
     padded, scale = expand_masks(masks, padding)  # [N, 1, M + 2p, M + 2p]
     int_boxes = expand_boxes(boxes, scale).to(dtype=torch.int64)  # [N, 4], truncated toward zero

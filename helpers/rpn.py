@@ -1,4 +1,4 @@
-"""The region proposal network, piece by piece: anchors, matching, sampling, losses, proposals, NMS.
+"""The region proposal network, piece by piece: anchors, matching, sampling, losses, proposals.
 
 Written in the open in ``notebooks/05_rpn.ipynb``; every function here is checked there and in
 ``tests/test_rpn.py`` against the torchvision code it mirrors (same names, same arguments, same
@@ -10,17 +10,17 @@ here                            torchvision
 :func:`cell_anchors`            ``AnchorGenerator.generate_anchors``
 :func:`grid_anchors`            ``AnchorGenerator.grid_anchors``
 :class:`AnchorGenerator`        ``models.detection.anchor_utils.AnchorGenerator``
-:func:`box_area`, :func:`box_iou`   ``ops.box_area``, ``ops.box_iou``
 :func:`match_anchors`           ``models.detection._utils.Matcher`` (``__call__``)
 :func:`assign_targets_to_anchors`   ``RegionProposalNetwork.assign_targets_to_anchors``
 :func:`sample_balanced`         ``models.detection._utils.BalancedPositiveNegativeSampler``
 :func:`concat_box_prediction_layers`  ``models.detection.rpn.concat_box_prediction_layers``
 :func:`rpn_loss`                ``RegionProposalNetwork.compute_loss`` (after sampling)
-:func:`clip_boxes_to_image`, :func:`remove_small_boxes`   the ``ops`` of the same names
-:func:`nms`, :func:`batched_nms`    ``ops.nms``, ``ops.batched_nms``
 :func:`filter_proposals`        ``RegionProposalNetwork.filter_proposals``
 :class:`RegionProposalNetwork`  ``models.detection.rpn.RegionProposalNetwork``
 ==============================  ==========================================================
+
+The box operations it needs (IoU, clipping, small-box removal, NMS) live in :mod:`helpers.boxes`,
+as torchvision keeps them in ``torchvision.ops.boxes``.
 
 None of these functions calls the torchvision function it rebuilds (the tests do, to compare).
 They use plain tensor operations plus ``torch.sort``/``torch.topk``/``torch.randperm`` where
@@ -30,7 +30,7 @@ Conventions:
 
 - Boxes are ``(x1, y1, x2, y2)`` in image pixels, x to the right, y **downwards**, width ``x2 - x1``
   (no ``+ 1``). For the detector an image of size ``(H, W)`` spans ``[0, W] x [0, H]``: that is what
-  :func:`clip_boxes_to_image` clips to, and what ``helpers.shapes``' boxes (COCO's pixel-edge
+  :func:`helpers.boxes.clip_boxes_to_image` clips to, and what ``helpers.shapes``' boxes (COCO's pixel-edge
   convention) use. With that reading the anchor centres ``(i * stride, j * stride)`` sit on the
   *corners* of the stride cells; torchvision does it that way and so do we.
 - Anchors of one image are ordered level by level, then row ``y``, column ``x``, then anchor
@@ -41,8 +41,6 @@ Conventions:
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,15 +48,16 @@ import torch
 from torch import Tensor, nn
 
 from helpers.box_coder import BoxCoder
+from helpers.boxes import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from helpers.checks import check_boxes, check_int, check_number, check_positive_numbers
 
 __all__ = [
     "MASK_RCNN_ANCHOR_SIZES", "MASK_RCNN_ASPECT_RATIOS",
     "cell_anchors", "grid_anchors", "AnchorGenerator",
-    "box_area", "box_iou",
     "BELOW_LOW_THRESHOLD", "BETWEEN_THRESHOLDS", "match_anchors", "assign_targets_to_anchors",
     "sample_balanced", "concat_box_prediction_layers",
     "binary_cross_entropy_with_logits", "smooth_l1_loss", "rpn_loss",
-    "clip_boxes_to_image", "remove_small_boxes", "nms", "batched_nms", "filter_proposals",
+    "filter_proposals",
     "RegionProposalNetwork",
 ]
 
@@ -73,56 +72,6 @@ BELOW_LOW_THRESHOLD = -1
 
 BETWEEN_THRESHOLDS = -2
 """Matcher code for an anchor whose best IoU lies in ``[low, high)`` (ignored by the loss)."""
-
-
-# -- argument checks -----------------------------------------------------------------------------
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_number(value: Any, name: str, low: float | None = None, high: float | None = None,
-                  low_open: bool = False) -> float:
-    if isinstance(value, Tensor) and value.numel() == 1 and not value.dtype == torch.bool:
-        value = value.item()
-    if not _is_number(value):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return value
-
-
-def _check_int(value: Any, name: str, low: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _check_boxes(boxes: Any, name: str, floating: bool = True) -> None:
-    if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a Tensor[N, 4], got {type(boxes).__name__}")
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
-    if floating and not boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}")
-
-
-def _check_positive_tuple(values: Any, name: str, integer: bool = False) -> tuple:
-    if isinstance(values, (str, bytes, Tensor)) or not isinstance(values, Sequence) or len(values) == 0:
-        raise TypeError(f"{name} must be a non-empty tuple of positive numbers, got {values!r}")
-    for v in values:
-        if not _is_number(v) or (integer and not isinstance(v, numbers.Integral)):
-            raise TypeError(f"{name} must hold positive {'ints' if integer else 'numbers'}, got {v!r}")
-        if not (math.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must hold finite positive numbers, got {v!r}")
-    return tuple(values)
 
 
 # -- anchors ---------------------------------------------------------------------------------------
@@ -144,8 +93,8 @@ def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float], dtype: 
     Returns:
         Tensor[len(aspect_ratios) * len(sizes), 4]: ratio-major: all sizes of the first ratio, then...
     """
-    sizes = _check_positive_tuple(sizes, "sizes")
-    aspect_ratios = _check_positive_tuple(aspect_ratios, "aspect_ratios")
+    sizes = check_positive_numbers(sizes, "sizes")
+    aspect_ratios = check_positive_numbers(aspect_ratios, "aspect_ratios")
     scales = torch.as_tensor(sizes, dtype=dtype, device=device)                 # [S]
     ratios = torch.as_tensor(aspect_ratios, dtype=dtype, device=device)         # [R]
     h_ratios = torch.sqrt(ratios)                                               # [R]
@@ -178,7 +127,7 @@ def grid_anchors(grid_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence
     for level, (size, stride, base) in enumerate(zip(grid_sizes, strides, cell_anchors_per_level)):
         if len(size) != 2 or len(stride) != 2:
             raise ValueError(f"grid_sizes[{level}] and strides[{level}] must be pairs (y, x), got {size} and {stride}")
-        _check_boxes(base, f"cell_anchors_per_level[{level}]")
+        check_boxes(base, f"cell_anchors_per_level[{level}]")
         (grid_h, grid_w), (stride_h, stride_w) = size, stride
         shifts_x = torch.arange(0, int(grid_w), dtype=torch.int32, device=base.device) * int(stride_w)  # [W]
         shifts_y = torch.arange(0, int(grid_h), dtype=torch.int32, device=base.device) * int(stride_h)  # [H]
@@ -216,8 +165,8 @@ class AnchorGenerator(nn.Module):
         if len(sizes) != len(aspect_ratios):
             raise ValueError(f"sizes and aspect_ratios must have one entry per level, "
                              f"got {len(sizes)} and {len(aspect_ratios)}")
-        self.sizes = tuple(_check_positive_tuple(s, f"sizes[{i}]") for i, s in enumerate(sizes))
-        self.aspect_ratios = tuple(_check_positive_tuple(r, f"aspect_ratios[{i}]") for i, r in enumerate(aspect_ratios))
+        self.sizes = tuple(check_positive_numbers(s, f"sizes[{i}]") for i, s in enumerate(sizes))
+        self.aspect_ratios = tuple(check_positive_numbers(r, f"aspect_ratios[{i}]") for i, r in enumerate(aspect_ratios))
         self.cell_anchors = [cell_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios)]
 
     def num_anchors_per_location(self) -> list[int]:
@@ -252,39 +201,6 @@ class AnchorGenerator(nn.Module):
 
 # -- IoU and matching -----------------------------------------------------------------------------
 
-def box_area(boxes: Tensor) -> Tensor:
-    """Areas ``(x2 - x1) * (y2 - y1)``.
-
-    Args:
-        boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``.
-
-    Returns:
-        Tensor[N]
-    """
-    _check_boxes(boxes, "boxes", floating=False)
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Intersection over union of every pair: ``inter / (area1 + area2 - inter)``.
-
-    Args:
-        boxes1 (Tensor[N, 4]), boxes2 (Tensor[M, 4]): ``(x1, y1, x2, y2)`` with ``x1 <= x2``, ``y1 <= y2``.
-
-    Returns:
-        Tensor[N, M]
-    """
-    _check_boxes(boxes1, "boxes1")
-    _check_boxes(boxes2, "boxes2")
-    area1, area2 = box_area(boxes1), box_area(boxes2)                           # [N], [M]
-    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])                    # [N, M, 2]
-    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])                    # [N, M, 2]
-    wh = (rb - lt).clamp(min=0)                                                 # [N, M, 2]
-    inter = wh[..., 0] * wh[..., 1]                                             # [N, M]
-    union = area1[:, None] + area2[None, :] - inter                             # [N, M]
-    return inter / union
-
-
 def match_anchors(match_quality_matrix: Tensor, high_threshold: float = 0.7, low_threshold: float = 0.3,
                   allow_low_quality_matches: bool = True) -> Tensor:
     """Give each anchor the index of its best ground-truth box, or a negative code.
@@ -308,8 +224,8 @@ def match_anchors(match_quality_matrix: Tensor, high_threshold: float = 0.7, low
     """
     if not isinstance(match_quality_matrix, Tensor) or match_quality_matrix.dim() != 2:
         raise TypeError("match_quality_matrix must be a Tensor[M, N] (M ground-truth boxes, N anchors)")
-    high = _check_number(high_threshold, "high_threshold")
-    low = _check_number(low_threshold, "low_threshold")
+    high = check_number(high_threshold, "high_threshold")
+    low = check_number(low_threshold, "low_threshold")
     if low > high:
         raise ValueError(f"low_threshold ({low}) must be <= high_threshold ({high})")
     if not isinstance(allow_low_quality_matches, bool):
@@ -332,7 +248,7 @@ def match_anchors(match_quality_matrix: Tensor, high_threshold: float = 0.7, low
 
 def _gt_boxes_of(target: Any, i: int) -> Tensor:
     boxes = target["boxes"] if isinstance(target, Mapping) else target
-    _check_boxes(boxes, f"targets[{i}]['boxes']")
+    check_boxes(boxes, f"targets[{i}]['boxes']")
     return boxes
 
 
@@ -360,7 +276,7 @@ def assign_targets_to_anchors(anchors: Sequence[Tensor], targets: Sequence[Mappi
         raise ValueError(f"anchors and targets must have one entry per image, got {len(anchors)} and {len(targets)}")
     labels, matched_gt_boxes = [], []
     for i, (anchors_i, target) in enumerate(zip(anchors, targets)):
-        _check_boxes(anchors_i, f"anchors[{i}]")
+        check_boxes(anchors_i, f"anchors[{i}]")
         gt_boxes = _gt_boxes_of(target, i)
         if gt_boxes.numel() == 0:
             matched = torch.zeros(anchors_i.shape, dtype=torch.float32, device=anchors_i.device)
@@ -398,8 +314,8 @@ def sample_balanced(labels: Sequence[Tensor], batch_size_per_image: int = 256,
     """
     if isinstance(labels, Tensor) or not isinstance(labels, Sequence):
         raise TypeError("labels must be a list of Tensor[A] (one per image)")
-    batch = _check_int(batch_size_per_image, "batch_size_per_image")
-    fraction = _check_number(positive_fraction, "positive_fraction", 0.0, 1.0)
+    batch = check_int(batch_size_per_image, "batch_size_per_image", minimum=0)
+    fraction = check_number(positive_fraction, "positive_fraction", 0.0, 1.0)
     pos_masks, neg_masks = [], []
     for i, labels_i in enumerate(labels):
         if not isinstance(labels_i, Tensor) or labels_i.dim() != 1:
@@ -478,7 +394,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, beta: float = 1.0 / 9) -> Tens
     Returns:
         Tensor[] (the sum, not the mean).
     """
-    beta = _check_number(beta, "beta", 0.0, low_open=True)
+    beta = check_number(beta, "beta", 0.0, minimum_open=True)
     z = (input - target).abs()
     return torch.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta).sum()
 
@@ -521,122 +437,6 @@ def rpn_loss(objectness: Tensor, pred_bbox_deltas: Tensor, labels: Sequence[Tens
 
 # -- from deltas to proposals ---------------------------------------------------------------------
 
-def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Clamp x to ``[0, W]`` and y to ``[0, H]``.
-
-    Args:
-        boxes (Tensor[..., 4]): ``(x1, y1, x2, y2)``.
-        size ((H, W)): the image size (height first).
-
-    Returns:
-        Tensor[..., 4]
-    """
-    if not isinstance(boxes, Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
-        raise ValueError("boxes must be a Tensor[..., 4]")
-    if len(size) != 2:
-        raise ValueError(f"size must be (height, width), got {size!r}")
-    height, width = size
-    out = boxes.clone()
-    out[..., 0::2] = boxes[..., 0::2].clamp(min=0, max=width)
-    out[..., 1::2] = boxes[..., 1::2].clamp(min=0, max=height)
-    return out
-
-
-def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
-    """Indices of the boxes whose width and height are both ``>= min_size``.
-
-    Args:
-        boxes (Tensor[N, 4]), min_size (float).
-
-    Returns:
-        Tensor[K] int64
-    """
-    _check_boxes(boxes, "boxes", floating=False)
-    min_size = _check_number(min_size, "min_size")
-    ws, hs = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    return torch.where((ws >= min_size) & (hs >= min_size))[0]
-
-
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy non-maximum suppression, the algorithm of torchvision's CPU kernel.
-
-    Sort by score, highest first, with a **stable** sort: boxes with equal scores keep their input
-    order, so among ties the lower index is kept first. Walk down the list; keep a box unless an
-    already *kept* box overlaps it with IoU **strictly greater** than ``iou_threshold``. The IoU is
-    computed in the boxes' dtype as ``inter / (area_i + area_j - inter)`` and compared in float64
-    with the threshold (the kernel compares a ``float`` with a ``double``).
-
-    Args:
-        boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``, floating point.
-        scores (Tensor[N]): same dtype as ``boxes``, no NaN.
-        iou_threshold (float): boxes overlapping a kept box by more than this are dropped.
-
-    Returns:
-        Tensor[K] int64: indices of the kept boxes, by decreasing score.
-    """
-    _check_boxes(boxes, "boxes")
-    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"scores must be a Tensor[N] with N = {boxes.shape[0]} (one per box)")
-    if scores.dtype != boxes.dtype:
-        raise TypeError(f"scores and boxes must have the same dtype, got {scores.dtype} and {boxes.dtype}")
-    if bool(torch.isnan(scores).any()):
-        raise ValueError("scores must not contain NaN")
-    threshold = _check_number(iou_threshold, "iou_threshold")
-    if boxes.shape[0] == 0:
-        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    order = torch.sort(scores, stable=True, descending=True).indices            # [N]
-    b = boxes[order]                                                            # [N, 4], sorted
-    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])                           # [N]
-    suppressed = torch.zeros(b.shape[0], dtype=torch.bool, device=b.device)     # [N]
-    keep = []
-    for i in range(b.shape[0]):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        rest = b[i + 1:]                                                        # [N-i-1, 4]
-        w = (torch.min(b[i, 2], rest[:, 2]) - torch.max(b[i, 0], rest[:, 0])).clamp(min=0)
-        h = (torch.min(b[i, 3], rest[:, 3]) - torch.max(b[i, 1], rest[:, 1])).clamp(min=0)
-        inter = w * h                                                           # [N-i-1]
-        iou = inter / (areas[i] + areas[i + 1:] - inter)                        # [N-i-1]
-        suppressed[i + 1:] |= iou.double() > threshold
-    return order[torch.tensor(keep, dtype=torch.int64, device=b.device)]
-
-
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    """NMS within each category of ``idxs`` (for the RPN: within each FPN level), never across.
-
-    Two equivalent strategies, chosen exactly as torchvision chooses them on the CPU:
-
-    - up to 4000 numbers in ``boxes``: shift the boxes of category ``c`` by ``c * (max coordinate + 1)``
-      so that different categories cannot overlap, and run one :func:`nms`;
-    - above that: run :func:`nms` per category, then sort the kept ones by score with ``torch.sort``
-      (not stable: torchvision calls it that way, and so do we, so ties come out the same).
-
-    Args:
-        boxes (Tensor[N, 4]), scores (Tensor[N]), idxs (Tensor[N] integer): category per box.
-        iou_threshold (float).
-
-    Returns:
-        Tensor[K] int64: kept indices by decreasing score.
-    """
-    _check_boxes(boxes, "boxes")
-    if not isinstance(idxs, Tensor) or idxs.dim() != 1 or idxs.shape[0] != boxes.shape[0]:
-        raise ValueError(f"idxs must be a Tensor[N] with N = {boxes.shape[0]} (one category per box)")
-    if idxs.is_floating_point() or idxs.dtype == torch.bool:
-        raise TypeError(f"idxs must be an integer tensor, got {idxs.dtype}")
-    if boxes.numel() == 0:
-        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 100_000):
-        offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))   # [N]
-        return nms(boxes + offsets[:, None], scores, iou_threshold)
-    keep_mask = torch.zeros_like(scores, dtype=torch.bool)
-    for category in torch.unique(idxs):
-        members = torch.where(idxs == category)[0]
-        keep_mask[members[nms(boxes[members], scores[members], iou_threshold)]] = True
-    kept = torch.where(keep_mask)[0]
-    return kept[scores[kept].sort(descending=True)[1]]
-
-
 def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: Sequence[tuple[int, int]],
                      num_anchors_per_level: Sequence[int], pre_nms_top_n: int = 1000, post_nms_top_n: int = 1000,
                      nms_thresh: float = 0.7, score_thresh: float = 0.0, min_size: float = 1e-3
@@ -647,7 +447,7 @@ def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: Sequen
     (``torch.topk``, as torchvision: which of several *equal* logits make the cut is up to
     ``topk``, the same call on both sides); (2) scores = sigmoid(logits); (3) clip boxes to the image; (4) drop boxes with
     a side ``< min_size``; (5) drop scores ``< score_thresh``; (6) NMS per level
-    (:func:`batched_nms` with the level as category); (7) keep the first ``post_nms_top_n``.
+    (:func:`helpers.boxes.batched_nms` with the level as category); (7) keep the first ``post_nms_top_n``.
 
     Args:
         proposals (Tensor[N, A, 4]): decoded boxes of all anchors of N images.
@@ -668,12 +468,12 @@ def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: Sequen
         raise ValueError(f"objectness must hold one logit per proposal ({num_images} x {num_anchors})")
     if len(image_shapes) != num_images:
         raise ValueError(f"image_shapes must have one (H, W) per image ({num_images}), got {len(image_shapes)}")
-    per_level = [_check_int(n, "num_anchors_per_level entries") for n in num_anchors_per_level]
+    per_level = [check_int(n, "num_anchors_per_level entries", minimum=0) for n in num_anchors_per_level]
     if sum(per_level) != num_anchors:
         raise ValueError(f"num_anchors_per_level must sum to the number of anchors per image ({num_anchors}), "
                          f"got {sum(per_level)}")
-    pre_n = _check_int(pre_nms_top_n, "pre_nms_top_n", low=1)
-    post_n = _check_int(post_nms_top_n, "post_nms_top_n", low=1)
+    pre_n = check_int(pre_nms_top_n, "pre_nms_top_n", minimum=1)
+    post_n = check_int(post_nms_top_n, "post_nms_top_n", minimum=1)
     device = proposals.device
     objectness = objectness.detach().reshape(num_images, -1)                    # [N, A]
     levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=device)
@@ -728,19 +528,19 @@ class RegionProposalNetwork(nn.Module):
         self.anchor_generator = anchor_generator
         self.head = head
         self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
-        self.fg_iou_thresh = _check_number(fg_iou_thresh, "fg_iou_thresh")
-        self.bg_iou_thresh = _check_number(bg_iou_thresh, "bg_iou_thresh")
+        self.fg_iou_thresh = check_number(fg_iou_thresh, "fg_iou_thresh")
+        self.bg_iou_thresh = check_number(bg_iou_thresh, "bg_iou_thresh")
         if self.bg_iou_thresh > self.fg_iou_thresh:
             raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must be <= fg_iou_thresh ({fg_iou_thresh})")
-        self.batch_size_per_image = _check_int(batch_size_per_image, "batch_size_per_image")
-        self.positive_fraction = _check_number(positive_fraction, "positive_fraction", 0.0, 1.0)
+        self.batch_size_per_image = check_int(batch_size_per_image, "batch_size_per_image", minimum=0)
+        self.positive_fraction = check_number(positive_fraction, "positive_fraction", 0.0, 1.0)
         self._pre_nms_top_n = dict(pre_nms_top_n or {"training": 2000, "testing": 1000})
         self._post_nms_top_n = dict(post_nms_top_n or {"training": 2000, "testing": 1000})
         for name, d in (("pre_nms_top_n", self._pre_nms_top_n), ("post_nms_top_n", self._post_nms_top_n)):
             if set(d) != {"training", "testing"}:
                 raise ValueError(f"{name} must be a dict with keys 'training' and 'testing', got {sorted(d)}")
-        self.nms_thresh = _check_number(nms_thresh, "nms_thresh")
-        self.score_thresh = _check_number(score_thresh, "score_thresh")
+        self.nms_thresh = check_number(nms_thresh, "nms_thresh")
+        self.score_thresh = check_number(score_thresh, "score_thresh")
         self.min_size = 1e-3
 
     def pre_nms_top_n(self) -> int:

@@ -41,6 +41,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from helpers.checks import check_int, check_number
+from helpers.masks import encode_rle
+
 __all__ = [
     "CLASSES",
     "BACKGROUNDS",
@@ -74,27 +77,6 @@ _PLACEMENT_TRIES = 50  # attempts to place one shape without hiding another
 # ----------------------------------------------------------------------------------------------
 # argument checks
 # ----------------------------------------------------------------------------------------------
-def _check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
-def _check_float(name: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or value > high or value < low or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value}")
-    return value
-
-
 def _check_options(
     size: Any,
     min_shapes: Any,
@@ -104,13 +86,13 @@ def _check_options(
     min_visible_area: Any,
     min_visible_fraction: Any,
 ) -> tuple[int, int, int, float, float, int, float]:
-    size = _check_int("size", size, minimum=MIN_SIZE)
-    min_shapes = _check_int("min_shapes", min_shapes, minimum=0, maximum=MAX_SHAPES)
-    max_shapes = _check_int("max_shapes", max_shapes, minimum=0, maximum=MAX_SHAPES)
+    size = check_int(size, "size", minimum=MIN_SIZE)
+    min_shapes = check_int(min_shapes, "min_shapes", minimum=0, maximum=MAX_SHAPES)
+    max_shapes = check_int(max_shapes, "max_shapes", minimum=0, maximum=MAX_SHAPES)
     if min_shapes > max_shapes:
         raise ValueError(f"min_shapes ({min_shapes}) must be <= max_shapes ({max_shapes})")
-    min_scale = _check_float("min_scale", min_scale, 0.0, 0.5, low_open=True)
-    max_scale = _check_float("max_scale", max_scale, 0.0, 0.5, low_open=True)
+    min_scale = check_number(min_scale, "min_scale", 0.0, 0.5, minimum_open=True, interval=True)
+    max_scale = check_number(max_scale, "max_scale", 0.0, 0.5, minimum_open=True, interval=True)
     if min_scale > max_scale:
         raise ValueError(f"min_scale ({min_scale}) must be <= max_scale ({max_scale})")
     if round(min_scale * size) < 2:
@@ -118,8 +100,8 @@ def _check_options(
             f"min_scale * size must be at least 2 pixels so that shapes are recognisable, "
             f"got {min_scale} * {size} = {min_scale * size:g}"
         )
-    min_visible_area = _check_int("min_visible_area", min_visible_area, minimum=1)
-    min_visible_fraction = _check_float("min_visible_fraction", min_visible_fraction, 0.0, 1.0)
+    min_visible_area = check_int(min_visible_area, "min_visible_area", minimum=1)
+    min_visible_fraction = check_number(min_visible_fraction, "min_visible_fraction", 0.0, 1.0, interval=True)
     return size, min_shapes, max_shapes, min_scale, max_scale, min_visible_area, min_visible_fraction
 
 
@@ -294,7 +276,7 @@ def make_image(
     size, min_shapes, max_shapes, min_scale, max_scale, min_visible_area, min_visible_fraction = _check_options(
         size, min_shapes, max_shapes, min_scale, max_scale, min_visible_area, min_visible_fraction
     )
-    image_id = _check_int("image_id", image_id, minimum=0)
+    image_id = check_int(image_id, "image_id", minimum=0)
     rng = _as_generator(rng_or_seed)
 
     xs, ys = _grid(size)
@@ -380,8 +362,8 @@ class ShapesDataset(torch.utils.data.Dataset):
         min_visible_fraction: float = 0.4,
         transforms: Any = None,
     ) -> None:
-        self.num_images = _check_int("num_images", num_images, minimum=0)
-        self.seed = _check_int("seed", seed, minimum=0)
+        self.num_images = check_int(num_images, "num_images", minimum=0)
+        self.seed = check_int(seed, "seed", minimum=0)
         (self.size, self.min_shapes, self.max_shapes, self.min_scale, self.max_scale,
          self.min_visible_area, self.min_visible_fraction) = _check_options(
             size, min_shapes, max_shapes, min_scale, max_scale, min_visible_area, min_visible_fraction
@@ -434,14 +416,6 @@ def collate_fn(batch: Sequence[tuple[Tensor, dict[str, Any]]]) -> tuple[tuple[An
     return tuple(zip(*batch))
 
 
-def _rle(mask: np.ndarray) -> dict[str, Any]:
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")  # bytes -> str, so the dict is JSON-serialisable
-    return rle
-
-
 def to_coco(dataset: Sequence[tuple[Tensor, dict[str, Any]]]) -> dict[str, Any]:
     """The ground truth of a data set in COCO "instances" format.
 
@@ -482,7 +456,7 @@ def to_coco(dataset: Sequence[tuple[Tensor, dict[str, Any]]]) -> dict[str, Any]:
                 "id": len(annotations) + 1,
                 "image_id": image_id,
                 "category_id": int(label),
-                "segmentation": _rle(mask),
+                "segmentation": encode_rle(mask),
                 "area": float(mask.sum()),
                 "bbox": [float(cols[0]), float(rows[0]), float(cols[-1] + 1 - cols[0]), float(rows[-1] + 1 - rows[0])],
                 "iscrowd": int(crowd),
@@ -524,8 +498,8 @@ def coco_api(coco: dict[str, Any] | Sequence[tuple[Tensor, dict[str, Any]]]) -> 
 def _check_target(target: Any, height: Any, width: Any) -> tuple[Tensor, Tensor]:
     if not isinstance(target, dict) or "masks" not in target or "labels" not in target:
         raise TypeError("target must be a dict with 'masks' (Tensor[N, H, W]) and 'labels' (Tensor[N])")
-    height = _check_int("H", height, minimum=1)
-    width = _check_int("W", width, minimum=1)
+    height = check_int(height, "H", minimum=1)
+    width = check_int(width, "W", minimum=1)
     masks, labels = target["masks"], target["labels"]
     if masks.dim() != 3 or tuple(masks.shape[1:]) != (height, width):
         raise ValueError(f"target['masks'] must be Tensor[N, {height}, {width}], got shape {tuple(masks.shape)}")

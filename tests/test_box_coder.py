@@ -161,7 +161,7 @@ def test_errors_decode():
     coder = BoxCoder()
     with pytest.raises(TypeError, match="boxes must be a list or tuple"):
         coder.decode(torch.zeros(1, 4), box)
-    with pytest.raises(ValueError, match="at least one tensor"):
+    with pytest.raises(ValueError, match="boxes must hold at least 1 item"):
         coder.decode(torch.zeros(1, 4), [])
     with pytest.raises(ValueError, match="not a multiple of 4"):
         coder.decode(torch.zeros(1, 6), [box])

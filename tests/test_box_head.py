@@ -170,13 +170,13 @@ def test_selection_errors():
         select_training_samples(p, t, positive_fraction=1.5)
     with pytest.raises(ValueError, match="batch_size_per_image must be >= 1"):
         select_training_samples(p, t, batch_size_per_image=0)
-    with pytest.raises(TypeError, match="bbox_reg_weights must be 4 numbers"):
+    with pytest.raises(ValueError, match="bbox_reg_weights must hold 4 numbers"):
         select_training_samples(p, t, bbox_reg_weights=(1.0, 1.0))
     with pytest.raises(TypeError, match="list with one entry per image"):
         assign_targets_to_proposals(torch.zeros(2, 4), [torch.zeros(1, 4)], [torch.ones(1, dtype=torch.int64)])
     with pytest.raises(ValueError, match="one label per box"):
         assign_targets_to_proposals(p, [torch.zeros(2, 4)], [torch.ones(1, dtype=torch.int64)])
-    with pytest.raises(TypeError, match="must be int64"):
+    with pytest.raises(TypeError, match="must have dtype torch.int64"):
         assign_targets_to_proposals(p, [torch.zeros(1, 4)], [torch.ones(1, dtype=torch.int32)])
     with pytest.raises(ValueError, match=r"bg_iou_thresh \(0.6\) must be <= fg_iou_thresh"):
         assign_targets_to_proposals(p, [torch.zeros(1, 4)], [torch.ones(1, dtype=torch.int64)], 0.5, 0.6)
@@ -245,7 +245,7 @@ def test_loss_errors():
         fastrcnn_loss(logits, regression, torch.tensor([0, 1, 3]), targets)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 2\]"):
         fastrcnn_loss(logits, regression, torch.tensor([0, -1, 2]), targets)
-    with pytest.raises(TypeError, match="labels must be int64"):
+    with pytest.raises(TypeError, match="labels must have dtype torch.int64"):
         fastrcnn_loss(logits, regression, labels.int(), targets)
     with pytest.raises(ValueError, match="one row per RoI"):
         fastrcnn_loss(logits, regression, labels[:2], targets)
@@ -257,7 +257,7 @@ def test_loss_errors():
         fastrcnn_loss(torch.zeros(3), regression, labels, targets)
     with pytest.raises(TypeError, match="floating-point"):
         fastrcnn_loss(torch.zeros(3, 3, dtype=torch.int64), regression, labels, targets)
-    with pytest.raises(ValueError, match="beta must be a number > 0"):
+    with pytest.raises(ValueError, match="beta must be > 0"):
         smooth_l1(torch.zeros(2), beta=0.0)
 
 

@@ -230,7 +230,7 @@ def test_map_levels_errors():
     good = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     with pytest.raises(TypeError, match="boxes must be a Tensor"):
         map_levels("boxes")
-    with pytest.raises(ValueError, match=r"shape \[K, 4\]"):
+    with pytest.raises(ValueError, match=r"shape \[N, 4\]"):
         map_levels(torch.zeros(3, 5))
     with pytest.raises(TypeError, match="floating-point"):
         map_levels(torch.zeros(2, 4, dtype=torch.int64))

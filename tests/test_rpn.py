@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -19,21 +18,10 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.rpn import concat_box_prediction_layers as tv_concat
 
 from helpers import rpn as R
+from helpers.boxes import box_iou
+from test_boxes import integer_boxes
 
 STRIDES = (4, 8, 16, 32, 64)
-
-
-def integer_boxes(draw_rng: np.random.Generator, n: int, extent: int = 40, max_wh: int = 20) -> torch.Tensor:
-    """Boxes on an integer grid: many exact ties in IoU."""
-    xy = draw_rng.integers(0, extent, size=(n, 2))
-    wh = draw_rng.integers(1, max_wh, size=(n, 2))
-    return torch.as_tensor(np.concatenate([xy, xy + wh], axis=1), dtype=torch.float32)
-
-
-def random_boxes(g: torch.Generator, n: int, extent: float = 120.0, max_wh: float = 60.0) -> torch.Tensor:
-    xy = torch.rand(n, 2, generator=g) * extent
-    wh = torch.rand(n, 2, generator=g) * max_wh + 0.5
-    return torch.cat([xy, xy + wh], dim=1)
 
 
 def image_and_features(size: int = 128, n: int = 2, channels: int = 8, seed: int = 0):
@@ -117,32 +105,12 @@ def test_grid_anchors_order():
 
 # -- IoU and matching -------------------------------------------------------------------------------
 
-@settings(deadline=None, max_examples=50)
-@given(seed=st.integers(0, 10_000), n=st.integers(0, 15), m=st.integers(0, 15))
-def test_box_iou_hypothesis(seed, n, m):
-    rng = np.random.default_rng(seed)
-    a, b = integer_boxes(rng, n), integer_boxes(rng, m)
-    assert torch.equal(R.box_iou(a, b), ops.box_iou(a, b))
-    g = torch.Generator().manual_seed(seed)
-    a, b = random_boxes(g, n), random_boxes(g, m)
-    assert torch.equal(R.box_iou(a, b), ops.box_iou(a, b))
-    assert torch.equal(R.box_area(a), ops.box_area(a))
-
-
-def test_box_iou_float64_reference():
-    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [2.0, 2.0, 6.0, 6.0], [10.0, 10.0, 11.0, 11.0]], dtype=torch.float64)
-    iou = R.box_iou(boxes, boxes)
-    assert iou[0, 1].item() == pytest.approx(4 / 28)
-    assert iou[0, 2].item() == 0.0
-    assert torch.equal(torch.diagonal(iou), torch.ones(3, dtype=torch.float64))
-
-
 @settings(deadline=None, max_examples=80)
 @given(seed=st.integers(0, 10_000), m=st.integers(1, 6), n=st.integers(1, 40), low_quality=st.booleans(),
        thresholds=st.sampled_from([(0.7, 0.3), (0.5, 0.5), (0.5, 0.4), (0.3, 0.1)]))
 def test_match_anchors_hypothesis(seed, m, n, low_quality, thresholds):
     rng = np.random.default_rng(seed)
-    iou = R.box_iou(integer_boxes(rng, m, 30, 15), integer_boxes(rng, n, 30, 15))  # integer grid: many ties
+    iou = box_iou(integer_boxes(rng, m, 30, 15), integer_boxes(rng, n, 30, 15))  # integer grid: many ties
     high, low = thresholds
     theirs = det_utils.Matcher(high, low, allow_low_quality_matches=low_quality)(iou.clone())
     assert torch.equal(R.match_anchors(iou.clone(), high, low, low_quality), theirs)
@@ -244,66 +212,6 @@ def test_rpn_loss_equal_to_torchvision_compute_loss(seed):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
 
 
-# -- clip, small boxes, NMS ---------------------------------------------------------------------------
-
-def test_clip_and_remove_small_equal_to_torchvision():
-    g = torch.Generator().manual_seed(0)
-    boxes = torch.randn(200, 4, generator=g) * 80 + 40
-    for size in [(100, 60), (64, 64)]:
-        assert torch.equal(R.clip_boxes_to_image(boxes, size), ops.clip_boxes_to_image(boxes, size))
-        assert torch.equal(R.clip_boxes_to_image(boxes.view(2, 100, 4), size),
-                           ops.clip_boxes_to_image(boxes.view(2, 100, 4), size))
-    for min_size in (1e-3, 5.0, 30.0):
-        assert torch.equal(R.remove_small_boxes(boxes, min_size), ops.remove_small_boxes(boxes, min_size))
-
-
-def test_nms_ties_by_hand():
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0]])
-    scores = torch.tensor([0.5, 0.9, 0.9, 0.5])
-    # ties at 0.9: index 1 before index 2 (stable sort); 2 overlaps 1 by 0.818 -> dropped; so is 0; 3 stays
-    assert R.nms(boxes, scores, 0.5).tolist() == ops.nms(boxes, scores, 0.5).tolist() == [1, 3]
-    # two identical boxes with identical scores: the lower index survives
-    same = torch.tensor([[0.0, 0.0, 4.0, 4.0]] * 3)
-    assert R.nms(same, torch.ones(3), 0.5).tolist() == ops.nms(same, torch.ones(3), 0.5).tolist() == [0]
-
-
-def test_nms_threshold_compared_in_float64():
-    # IoU exactly representable: 50 / 150 = 1/3 in float32 is 0.3333333432674408 (> 1/3 in float64)
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0]])
-    scores = torch.tensor([1.0, 0.5])
-    iou32 = R.box_iou(boxes[:1], boxes[1:]).item()
-    for thr in (iou32, math.nextafter(iou32, 0.0), 1 / 3, math.nextafter(iou32, 1.0)):
-        assert R.nms(boxes, scores, thr).tolist() == ops.nms(boxes, scores, thr).tolist(), thr
-    assert R.nms(boxes, scores, 1 / 3).tolist() == [0]      # float32 IoU > 1/3 in float64: suppressed
-    assert R.nms(boxes, scores, iou32).tolist() == [0, 1]   # not strictly greater: kept
-
-
-@settings(deadline=None, max_examples=150)
-@given(seed=st.integers(0, 100_000), n=st.integers(0, 60),
-       threshold=st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1 / 3, 0.25]),
-       tie_scores=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]))
-def test_nms_hypothesis(seed, n, threshold, tie_scores, dtype):
-    rng = np.random.default_rng(seed)
-    boxes = integer_boxes(rng, n, 20, 10).to(dtype)  # small grid: many exact IoU ties
-    if tie_scores:
-        scores = torch.as_tensor(rng.choice([0.2, 0.5, 0.9], size=n), dtype=dtype)
-    else:
-        scores = torch.as_tensor(rng.random(n), dtype=dtype)
-    assert torch.equal(R.nms(boxes, scores, threshold), ops.nms(boxes, scores, threshold))
-
-
-@settings(deadline=None, max_examples=30)
-@given(seed=st.integers(0, 100_000), n=st.sampled_from([0, 5, 40, 999, 1001, 1500]), categories=st.integers(1, 5),
-       tie_scores=st.booleans())
-def test_batched_nms_hypothesis(seed, n, categories, tie_scores):
-    # n <= 1000 boxes: torchvision shifts the categories apart; above: one NMS per category
-    rng = np.random.default_rng(seed)
-    boxes = integer_boxes(rng, n, 60, 25)
-    scores = torch.as_tensor(rng.choice([0.2, 0.5, 0.9], size=n) if tie_scores else rng.random(n), dtype=torch.float32)
-    idxs = torch.as_tensor(rng.integers(0, categories, size=n))
-    assert torch.equal(R.batched_nms(boxes, scores, idxs, 0.5), ops.batched_nms(boxes, scores, idxs, 0.5))
-
-
 # -- proposals and the whole RPN ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("pre,post,thresh", [(1000, 1000, 0.7), (50, 20, 0.5), (300, 100, 0.3)])
@@ -399,28 +307,7 @@ def test_errors_matching_and_sampling():
         R.concat_box_prediction_layers([torch.zeros(1, 3, 4, 4)], [torch.zeros(1, 10, 4, 4)])
 
 
-def test_errors_nms_and_proposals():
-    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
-    with pytest.raises(ValueError, match=r"boxes must have shape \[N, 4\]"):
-        R.nms(torch.zeros(3), torch.zeros(3), 0.5)
-    with pytest.raises(ValueError, match="scores must be a Tensor"):
-        R.nms(boxes, torch.zeros(2), 0.5)
-    with pytest.raises(TypeError, match="same dtype"):
-        R.nms(boxes, torch.zeros(1, dtype=torch.float64), 0.5)
-    with pytest.raises(ValueError, match="must not contain NaN"):
-        R.nms(boxes, torch.tensor([float("nan")]), 0.5)
-    with pytest.raises(TypeError, match="iou_threshold must be a number"):
-        R.nms(boxes, torch.zeros(1), None)
-    with pytest.raises(TypeError, match="boxes must be a floating-point"):
-        R.nms(boxes.long(), torch.zeros(1, dtype=torch.int64), 0.5)
-    with pytest.raises(TypeError, match="idxs must be an integer tensor"):
-        R.batched_nms(boxes, torch.zeros(1), torch.zeros(1), 0.5)
-    with pytest.raises(ValueError, match="idxs must be a Tensor"):
-        R.batched_nms(boxes, torch.zeros(1), torch.zeros(2, dtype=torch.int64), 0.5)
-    with pytest.raises(ValueError, match="size must be"):
-        R.clip_boxes_to_image(boxes, (1, 2, 3))
-    with pytest.raises(ValueError, match="boxes must be a Tensor"):
-        R.clip_boxes_to_image(torch.zeros(3), (4, 4))
+def test_errors_proposals():
     with pytest.raises(ValueError, match="proposals must be a Tensor"):
         R.filter_proposals(torch.zeros(10, 4), torch.zeros(10), [(8, 8)], [10])
     with pytest.raises(ValueError, match="must sum to the number of anchors"):

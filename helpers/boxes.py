@@ -1,0 +1,218 @@
+"""Box operations shared by the RPN, the box head and the model: areas, IoU, clipping, NMS.
+
+The counterpart of ``torchvision/ops/boxes.py`` (same names, same arguments, same numbers), written
+in the open in ``notebooks/05_rpn.ipynb`` and checked in ``tests/test_boxes.py`` against
+``torchvision.ops``:
+
+==============================================  ==========================================================
+here                                            torchvision
+==============================================  ==========================================================
+:func:`box_area`, :func:`box_iou`               ``ops.box_area``, ``ops.box_iou``
+:func:`clip_boxes_to_image`                     ``ops.clip_boxes_to_image``
+:func:`remove_small_boxes`                      ``ops.remove_small_boxes``
+:func:`nms`, :func:`batched_nms`                ``ops.nms`` (its CPU kernel), ``ops.batched_nms``
+==============================================  ==========================================================
+
+None of these functions calls the torchvision function it rebuilds (the tests do, to compare).
+
+Boxes are ``(x1, y1, x2, y2)`` in image pixels, x to the right, y **downwards**, width ``x2 - x1``
+(no ``+ 1``); an image of size ``(H, W)`` spans ``[0, W] x [0, H]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from helpers.checks import check_boxes, check_number, check_tensor
+
+__all__ = ["box_area", "box_iou", "clip_boxes_to_image", "remove_small_boxes", "nms", "batched_nms"]
+
+NMS_BLOCK = 256
+"""Boxes :func:`nms` walks per block: one IoU matrix within the block, one against the later boxes."""
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Areas ``(x2 - x1) * (y2 - y1)``.
+
+    Args:
+        boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``.
+
+    Returns:
+        Tensor[N]
+    """
+    check_boxes(boxes, "boxes", floating=False)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection over union of every pair: ``inter / (area1 + area2 - inter)``.
+
+    The intersection's width is ``min(x2, x2') - max(x1, x1')`` clamped at 0, its height likewise:
+    torchvision's arithmetic in the same order, so the numbers are equal to the last bit (computed
+    one coordinate at a time, which is faster than torchvision's ``[N, M, 2]`` tensors).
+
+    Args:
+        boxes1 (Tensor[N, 4]), boxes2 (Tensor[M, 4]): ``(x1, y1, x2, y2)`` with ``x1 <= x2``, ``y1 <= y2``.
+
+    Returns:
+        Tensor[N, M]
+    """
+    check_boxes(boxes1, "boxes1")
+    check_boxes(boxes2, "boxes2")
+    return _iou(boxes1, boxes2, box_area(boxes1), box_area(boxes2))
+
+
+def _iou(boxes1: Tensor, boxes2: Tensor, area1: Tensor, area2: Tensor) -> Tensor:
+    """:func:`box_iou` without the checks, given the areas (so :func:`nms` computes them once)."""
+    x1, y1, x2, y2 = boxes1.unbind(dim=1)                                       # [N] each
+    u1, v1, u2, v2 = boxes2.unbind(dim=1)                                       # [M] each
+    w = torch.minimum(x2[:, None], u2[None, :]) - torch.maximum(x1[:, None], u1[None, :])  # [N, M]
+    h = torch.minimum(y2[:, None], v2[None, :]) - torch.maximum(y1[:, None], v1[None, :])  # [N, M]
+    inter = w.clamp_(min=0).mul_(h.clamp_(min=0))                               # [N, M]
+    union = area1[:, None] + area2[None, :] - inter                             # [N, M]
+    return inter.div_(union)
+
+
+def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Clamp x to ``[0, W]`` and y to ``[0, H]``.
+
+    Args:
+        boxes (Tensor[..., 4]): ``(x1, y1, x2, y2)``.
+        size ((H, W)): the image size (height first).
+
+    Returns:
+        Tensor[..., 4]
+    """
+    if not isinstance(boxes, Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ValueError("boxes must be a Tensor[..., 4]")
+    if len(size) != 2:
+        raise ValueError(f"size must be (height, width), got {size!r}")
+    height, width = size
+    out = boxes.clone()
+    out[..., 0::2] = boxes[..., 0::2].clamp(min=0, max=width)
+    out[..., 1::2] = boxes[..., 1::2].clamp(min=0, max=height)
+    return out
+
+
+def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices of the boxes whose width and height are both ``>= min_size``.
+
+    Args:
+        boxes (Tensor[N, 4]), min_size (float).
+
+    Returns:
+        Tensor[K] int64
+    """
+    check_boxes(boxes, "boxes", floating=False)
+    min_size = check_number(min_size, "min_size", finite=False, allow_scalar_tensor=True)
+    ws, hs = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return torch.where((ws >= min_size) & (hs >= min_size))[0]
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy non-maximum suppression, the algorithm of torchvision's CPU kernel.
+
+    Sort by score, highest first, with a **stable** sort: boxes with equal scores keep their input
+    order, so among ties the lower index is kept first. Walk down the list; keep a box unless an
+    already *kept* box overlaps it with IoU **strictly greater** than ``iou_threshold``. The IoU is
+    computed in the boxes' dtype as ``inter / (area_i + area_j - inter)`` and compared in float64
+    with the threshold (the kernel compares a ``float`` with a ``double``).
+
+    How, fast but exact: the sorted boxes are taken :data:`NMS_BLOCK` at a time. Within a block,
+    the IoU matrix of its surviving boxes (:func:`box_iou`, thresholded) is computed once and the
+    greedy walk runs in plain Python over bit flags: a kept box ORs its row into a ``removed``
+    mask. The block's kept boxes then suppress, in one :func:`box_iou`, every later box they
+    overlap. Only kept boxes against still-alive boxes are ever compared (as in the C++ kernel),
+    and no step of the walk is a tensor operation.
+
+    Args:
+        boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``, floating point.
+        scores (Tensor[N]): same dtype as ``boxes``, no NaN.
+        iou_threshold (float): boxes overlapping a kept box by more than this are dropped.
+
+    Returns:
+        Tensor[K] int64: indices of the kept boxes, by decreasing score.
+    """
+    check_boxes(boxes, "boxes")
+    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores must be a Tensor[N] with N = {boxes.shape[0]} (one per box)")
+    if scores.dtype != boxes.dtype:
+        raise TypeError(f"scores and boxes must have the same dtype, got {scores.dtype} and {boxes.dtype}")
+    if bool(torch.isnan(scores).any()):
+        raise ValueError("scores must not contain NaN")
+    threshold = check_number(iou_threshold, "iou_threshold", finite=False, allow_scalar_tensor=True)
+    if boxes.shape[0] == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, stable=True, descending=True).indices            # [N]
+    b = boxes[order]                                                            # [N, 4], by score
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])                            # [N]
+    above = _largest_below_or_at(threshold, b.dtype)                            # iou > above <=> iou > threshold
+    n = b.shape[0]
+    alive = torch.ones(n, dtype=torch.bool, device=b.device)                    # not suppressed yet
+    keep = []
+    for start in range(0, n, NMS_BLOCK):
+        stop = min(start + NMS_BLOCK, n)
+        block = torch.arange(start, stop, device=b.device)
+        if start > 0:
+            block = block[alive[start:stop]]                                    # [C] survivors so far
+        if block.numel() == 0:
+            continue
+        over = _iou(b[block], b[block], area[block], area[block]) > above       # [C, C]
+        rows = np.packbits(over.cpu().numpy(), axis=1, bitorder="little")       # row r: bit c = over[r, c]
+        removed, kept = 0, []                                                   # the greedy walk, in Python
+        for r, flags in enumerate(rows):
+            if not (removed >> r) & 1:
+                kept.append(r)
+                removed |= int.from_bytes(flags.tobytes(), "little")
+        kept_idx = block[kept]                                                  # [K_b]
+        keep.append(kept_idx)
+        if stop < n:                                                            # suppress the later boxes
+            rest = torch.arange(stop, n, device=b.device)[alive[stop:]]         # [L] later survivors
+            hit = (_iou(b[kept_idx], b[rest], area[kept_idx], area[rest]) > above).any(dim=0)  # [L]
+            alive[rest[hit]] = False
+    return order[torch.cat(keep)]
+
+
+def _largest_below_or_at(threshold: float, dtype: torch.dtype) -> Tensor:
+    """The largest ``dtype`` number ``t <= threshold``: for ``x`` of that dtype, ``x > t`` exactly when
+    ``x > threshold`` in float64 (torchvision's kernel compares a ``float`` IoU with a ``double``)."""
+    t = torch.tensor(threshold, dtype=torch.float64).to(dtype)
+    if float(t) > threshold:
+        t = torch.nextafter(t, torch.tensor(-float("inf"), dtype=dtype))
+    return t
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each category of ``idxs`` (for the RPN: within each FPN level), never across.
+
+    Two equivalent strategies, chosen exactly as torchvision chooses them on the CPU:
+
+    - up to 4000 numbers in ``boxes``: shift the boxes of category ``c`` by ``c * (max coordinate + 1)``
+      so that different categories cannot overlap, and run one :func:`nms`;
+    - above that: run :func:`nms` per category, then sort the kept ones by score with ``torch.sort``
+      (not stable: torchvision calls it that way, and so do we, so ties come out the same).
+
+    Args:
+        boxes (Tensor[N, 4]), scores (Tensor[N]), idxs (Tensor[N] integer): category per box.
+        iou_threshold (float).
+
+    Returns:
+        Tensor[K] int64: kept indices by decreasing score.
+    """
+    check_boxes(boxes, "boxes")
+    if not isinstance(idxs, Tensor) or idxs.dim() != 1 or idxs.shape[0] != boxes.shape[0]:
+        raise ValueError(f"idxs must be a Tensor[N] with N = {boxes.shape[0]} (one category per box)")
+    check_tensor(idxs, "idxs", floating=False)
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 100_000):
+        offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))   # [N]
+        return nms(boxes + offsets[:, None], scores, iou_threshold)
+    keep_mask = torch.zeros_like(scores, dtype=torch.bool)
+    for category in torch.unique(idxs):
+        members = torch.where(idxs == category)[0]
+        keep_mask[members[nms(boxes[members], scores[members], iou_threshold)]] = True
+    kept = torch.where(keep_mask)[0]
+    return kept[scores[kept].sort(descending=True)[1]]
