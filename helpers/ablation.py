@@ -70,7 +70,6 @@ __all__ = [
     "roipool_extent",
     "coordinate_map",
     "masks_for_boxes",
-    "mask_iou",
     "main",
 ]
 
@@ -555,27 +554,6 @@ def masks_for_boxes(model: torch.nn.Module, images: Sequence[Tensor], boxes: Seq
         out.append(paste_masks_in_image(probs[start:start + len(b)], b.to(torch.float32), tuple(image.shape[1:])))
         start += len(b)
     return out
-
-
-def mask_iou(pred: Tensor, truth: Tensor, threshold: float = 0.5) -> Tensor:
-    """IoU of each predicted mask (probabilities ``> threshold``) with its own true mask, in float64.
-
-    Args:
-        pred: ``Tensor[K, 1, H, W]`` or ``[K, H, W]`` probabilities.
-        truth: ``Tensor[K, H, W]`` binary masks, row ``k`` the truth for ``pred[k]``.
-        threshold: binarisation threshold (0.5, as COCO evaluation uses).
-
-    Returns:
-        ``Tensor[K]`` float64 IoUs (0 where both masks are empty).
-    """
-    p = pred[:, 0] if pred.dim() == 4 else pred
-    if p.shape != truth.shape:
-        raise ValueError(f"pred and truth must have matching [K, H, W] shapes, got {tuple(p.shape)} and "
-                         f"{tuple(truth.shape)}")
-    a, b = p > threshold, truth.bool()
-    inter = (a & b).flatten(1).sum(1).double()
-    union = (a | b).flatten(1).sum(1).double()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.ops import roi_align, roi_pool
 
+from helpers.masks import mask_iou
 from helpers import ablation
 from helpers.ablation import (ABLATION_MODEL, DEFAULT_CHECKPOINTS, DEFAULT_OUT, METRICS, build_parser, checkpoint_path,
                               coordinate_map, format_summary, load_half_checkpoint, roipool_cells, roipool_extent,
@@ -277,14 +278,14 @@ def test_mask_iou_against_pycocotools(random_model):
     masks = torch.cat(ablation.masks_for_boxes(random_model, [x for x, _ in items], [t["boxes"] for _, t in items],
                                                [t["labels"] for _, t in items]))
     truth = torch.cat([t["masks"] for _, t in items])
-    ours = ablation.mask_iou(masks, truth).numpy()
+    ours = mask_iou(masks, truth).numpy()
 
     def rle(m):
         return mask_utils.encode(np.asfortranarray(m.numpy().transpose(1, 2, 0).astype(np.uint8)))
 
     coco = np.diag(mask_utils.iou(rle(masks[:, 0] > 0.5), rle(truth), [0] * len(truth)))
     assert np.allclose(ours, coco, atol=1e-12)
-    assert ablation.mask_iou(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)).tolist() == [0.0]
+    assert mask_iou(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)).tolist() == [0.0]
 
 
 def test_mask_branch_errors(random_model):
@@ -296,7 +297,7 @@ def test_mask_branch_errors(random_model):
     with pytest.raises(ValueError, match=r"labels\[0\] must be Tensor\[K\] with K = 1"):
         ablation.masks_for_boxes(random_model, [image], [torch.tensor([[1.0, 1, 9, 9]])], [torch.zeros(2)])
     with pytest.raises(ValueError, match="matching"):
-        ablation.mask_iou(torch.zeros(2, 4, 4), torch.zeros(1, 4, 4))
+        mask_iou(torch.zeros(2, 4, 4), torch.zeros(1, 4, 4))
 
 
 def test_draw_ablation_bars_heights_are_the_means():
