@@ -278,15 +278,15 @@ def coco_pipeline(model: nn.Module | None = None, weights: Any = None) -> Detect
 
 
 def _shapes_checkpoint() -> tuple[nn.Module, str]:
-    from helpers.project import DATA_DIR
+    from helpers.project import ABLATION_CHECKPOINTS, SHAPES_CHECKPOINT
 
-    shipped = DATA_DIR / "shapes_maskrcnn.pt"
+    shipped = SHAPES_CHECKPOINT
     if shipped.is_file():
         from helpers.model import load_checkpoint
 
         model, _ = load_checkpoint(shipped)
         return model, "the shapes Mask R-CNN trained in notebook 09 (data/shapes_maskrcnn.pt)"
-    ablation = DATA_DIR / "ablation" / "align_stride4_seed0.pt"
+    ablation = ABLATION_CHECKPOINTS / "align_stride4_seed0.pt"
     if ablation.is_file():
         from helpers.ablation import load_half_checkpoint
 
