@@ -60,8 +60,8 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
         numbers back from the drawn texts, so a notebook can assert that all of them are there.
     """
     titles = dict(notebooks)
-    staged = [nb for nb in series if nb.stage]
-    missing = [nb.number for nb in staged if nb.number not in titles]
+    staged = [entry for entry in series if entry.stage]
+    missing = [entry.number for entry in staged if entry.number not in titles]
     if missing:
         raise ValueError(f"notebooks must name every notebook with a stage in the series "
                          f"({staged[0].number}-{staged[-1].number}); missing {', '.join(missing)}")
@@ -117,8 +117,8 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
         return x, y + h / 2
 
     def nb(stage: str) -> str:
-        """"notebook NN" for the notebook(s) of ``stage`` in the series."""
-        return ", ".join(f"notebook {n.number}" for n in staged if n.stage == stage)
+        """The text "notebook NN" naming the notebook(s) of ``stage`` in the series."""
+        return ", ".join(f"notebook {entry.number}" for entry in staged if entry.stage == stage)
 
     row, hh = 3.55, 0.95
     box("image", 0.1, row, 1.1, hh, "image\n3 x H x W", data_colour)
@@ -158,7 +158,7 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
 
     # the notebooks that use the whole model, in a band underneath
     texts.append(ax.text(0.15, 1.3, "the whole model", fontsize=9, fontweight="bold", ha="left", va="center"))
-    band = [n.number for n in staged if n.stage == "whole model"]
+    band = [entry.number for entry in staged if entry.stage == "whole model"]
     gap, x0 = 0.28, 0.15
     width = min(3.2, (14.0 - 2 * x0 - gap * (len(band) - 1)) / max(len(band), 1))  # four fit at 3.2
     for k, number in enumerate(band):
