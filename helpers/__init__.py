@@ -16,8 +16,9 @@ torchvision has the function:
 - :mod:`helpers.ablation`    the RoIAlign-versus-RoIPool ablation runs (notebook 10)
 - :mod:`helpers.pretrained`  the pretrained COCO model and its offline fallback (notebook 11)
 - :mod:`helpers.shapes`      the seeded synthetic-shapes data set (notebooks 00, 05-10)
-- :mod:`helpers.viz`         drawing helpers shared by the notebooks
-- :mod:`helpers.widgets`     the ipywidgets slider panels
+- :mod:`helpers.viz`         drawing helpers shared by the notebooks (a package: one module per stage)
+- :mod:`helpers.widgets`     the ipywidgets slider panels (a package: one module per panel)
+- :mod:`helpers.series`      the list of notebooks, read by the README table, navigation bars and map
 - :mod:`helpers.project`     the repository URL and paths, kept in one place
 
 Conventions used everywhere in the package:
@@ -31,4 +32,4 @@ package stays cheap.
 """
 
 __all__ = ["roi", "fpn", "box_coder", "rpn", "box_head", "mask_head", "model", "train", "evaluate",
-           "coco_data", "ablation", "pretrained", "shapes", "viz", "widgets", "project"]
+           "coco_data", "ablation", "pretrained", "shapes", "viz", "widgets", "series", "project"]

@@ -40,13 +40,14 @@ REQUIRED_PANELS = ("BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel")
 def panel_factories() -> dict[str, Callable[[], Any]]:
     """name -> a function building that panel with its default arguments (as the notebooks do).
 
-    Every :class:`helpers.widgets.Panel` subclass defined in :mod:`helpers.widgets` is included, in
-    the order of the module, so a panel added for a later notebook is checked without editing this.
+    Every :class:`helpers.widgets.Panel` subclass exported by the package :mod:`helpers.widgets` is
+    included, in the order of its ``__init__``, so a panel added for a later notebook is checked
+    without editing this.
     """
     from helpers import widgets as hw
 
     # concrete panels only: a base such as BlitPanel writes neither build() nor update()
-    found = [c for c in _subclasses(hw.Panel) if c.__module__ == hw.__name__ and not c.__name__.startswith("_")
+    found = [c for c in _subclasses(hw.Panel) if vars(hw).get(c.__name__) is c and not c.__name__.startswith("_")
              and c.update is not hw.Panel.update and c.build is not hw.Panel.build]
     order = {name: k for k, name in enumerate(vars(hw))}
     factories = {c.__name__: c for c in sorted(found, key=lambda c: order.get(c.__name__, 1 << 30))}

@@ -10,7 +10,9 @@ What is checked, and why:
   ``/root/``, ``/home/<user>``...), and its ``metadata.widgets`` is absent or complete (GitHub
   refuses to render a notebook whose widget metadata lacks its ``state`` key; every widget the
   outputs show must be in that state).
-- The generated cells (navigation bars, Colab set-up) are up to date: ``tools/nb.py nav --check``.
+- The notebooks in ``notebooks/`` are exactly those of the manifest, :data:`helpers.series.SERIES`,
+  and the generated cells (navigation bars, Colab set-up), the README's table of notebooks and
+  every notebook's heading agree with it: ``tools/nb.py nav --check``.
 - The Colab set-up cell's ``REPO_URL`` and the README's "Open in Colab" links agree with
   :data:`helpers.project.REPO_URL` and :func:`helpers.project.colab_url`.
 - Each notebook's title cell starts with ``# NN ·`` and the notebook has the series' skeleton.
@@ -35,10 +37,10 @@ import nbformat
 import pytest
 import yaml  # PyYAML: installed with jupyterlab (jupyter_server -> jupyter_events)
 
-from helpers.project import REPO_URL, colab_url
+from helpers.project import NOTEBOOKS_DIR, REPO_URL, ROOT, colab_url
+from helpers.series import SERIES, Notebook
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOKS = NOTEBOOKS_DIR
 NB_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 GENERATED_TAGS = {"nav-top", "nav-bottom", "colab-setup"}
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -361,6 +363,7 @@ def test_series_is_complete_and_numbered() -> None:
     numbers = [int(NB_NAME.match(n).group(1)) for n in names]
     assert numbers == list(range(len(numbers))), f"notebook numbers {numbers} must run 0, 1, 2... without gaps"
     assert len(numbers) >= 4, f"the series must hold notebooks 00-03 (issue 3); found {names}"
+    assert names == [entry.file for entry in SERIES], "notebooks/ must hold exactly the notebooks of helpers/series.py"
 
 
 def test_notebook_kernelspec(notebook: tuple[str, dict]) -> None:
@@ -425,19 +428,25 @@ def check_readme_colab_links(readme: str, names: list[str]) -> list[str]:
 def test_readme_colab_links() -> None:
     readme = ROOT / "README.md"
     assert readme.exists(), "README.md is missing"
-    assert check_readme_colab_links(readme.read_text(), [p.name for p in committed_notebooks()]) == []
+    assert check_readme_colab_links(readme.read_text(), [entry.file for entry in SERIES]) == []
 
 
 # ---------------------------------------------------------------------------------------------
 # the checks above can fail: each is fed a broken copy
 # ---------------------------------------------------------------------------------------------
-def _good_notebook() -> dict:
-    """A small notebook that passes every check."""
+def nb_tool() -> Any:
+    """``tools/nb.py`` imported as a module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_nbtool", ROOT / "tools" / "nb.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def _good_notebook() -> dict:
+    """A small notebook that passes every check."""
+    tool = nb_tool()
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nb.cells = [
@@ -516,21 +525,55 @@ def test_check_catches_broken_notebooks() -> None:
     assert check_colab(broken(lambda nb: nb["cells"].pop(setup)), name)
 
 
-def test_check_catches_stale_navigation(tmp_path: Path) -> None:
-    """``nav --check`` exits 1 on a copy of the repository whose navigation bar was edited by hand."""
-    for sub in ("tools", "helpers"):
-        shutil.copytree(ROOT / sub, tmp_path / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "notebooks").mkdir()
-    nb = nbformat.from_dict(_good_notebook())
-    nbformat.write(nb, tmp_path / "notebooks" / "00_example.ipynb")
-    subprocess.run([sys.executable, str(tmp_path / "tools" / "nb.py"), "nav"], cwd=tmp_path, check=True,
-                   capture_output=True)
-    assert run_nav_check(tmp_path).returncode == 0
-    nb = nbformat.read(tmp_path / "notebooks" / "00_example.ipynb", as_version=4)
-    nb.cells[0].source = nb.cells[0].source.replace("Contents", "Table of contents")
-    nbformat.write(nb, tmp_path / "notebooks" / "00_example.ipynb")
-    result = run_nav_check(tmp_path)
-    assert result.returncode == 1 and "00_example.ipynb" in result.stdout
+def test_check_catches_stale_navigation(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``nav --check`` fails on a small series whose navigation bar or README table was edited by
+    hand, whose heading disagrees with the manifest, or whose files and manifest differ."""
+    tool = nb_tool()
+    series = (Notebook("00", "00_first.ipynb", "First", "first", None, "What the first one teaches."),
+              Notebook("01", "01_second.ipynb", "Second", "second", "bilinear", "What the second one teaches."))
+    notebooks, readme = tmp_path / "notebooks", tmp_path / "README.md"
+    notebooks.mkdir()
+    for entry in series:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# {entry.heading}\n\nText."),
+                    nbformat.v4.new_code_cell("print(1)")]
+        nbformat.write(nb, notebooks / entry.file)
+    readme.write_text("# A series\n\n<!-- notebooks:start -->\nwritten by hand\n<!-- notebooks:end -->\n\nMore.\n")
+
+    def nav(check: bool, series: tuple[Notebook, ...] = series) -> int:
+        return tool.nav(check=check, series=series, notebooks_dir=notebooks, readme=readme)
+
+    def edit(path: Path, old: str, new: str) -> None:
+        path.write_text(path.read_text().replace(old, new))
+
+    assert nav(check=False) == 0 and nav(check=True) == 0
+    text = readme.read_text()
+    assert "| 01 | [Second](notebooks/01_second.ipynb) | What the second one teaches. |" in text
+    assert "written by hand" not in text and text.startswith("# A series\n") and text.endswith("More.\n")
+    assert "[01 · Second →](01_second.ipynb)" in nbformat.read(notebooks / "00_first.ipynb", as_version=4).cells[0].source
+    capsys.readouterr()
+    # a navigation bar edited by hand
+    edit(notebooks / "00_first.ipynb", "Contents", "Table of contents")
+    assert nav(check=True) == 1 and "00_first.ipynb" in capsys.readouterr().out
+    assert nav(check=False) == 0 and nav(check=True) == 0
+    # the README table edited by hand
+    edit(readme, "What the first one teaches.", "Something else.")
+    assert nav(check=True) == 1 and "README.md" in capsys.readouterr().out
+    assert nav(check=False) == 0 and nav(check=True) == 0
+    # a heading that disagrees with the manifest (nav does not rewrite headings: it says so)
+    edit(notebooks / "01_second.ipynb", "# 01 · Second", "# 01 · Second, renamed")
+    assert nav(check=True) == 1 and "01_second.ipynb" in capsys.readouterr().out
+    assert nav(check=False) == 1
+    edit(notebooks / "01_second.ipynb", "# 01 · Second, renamed", "# 01 · Second")
+    assert nav(check=True) == 0
+    # a notebook file the manifest lacks, and a manifest line without its file
+    extra = notebooks / "02_third.ipynb"
+    shutil.copy(notebooks / "01_second.ipynb", extra)
+    assert nav(check=True) == 1 and "02_third.ipynb" in capsys.readouterr().out
+    extra.unlink()
+    third = Notebook("02", "02_third.ipynb", "Third", "third", "roialign", "What the third one teaches.")
+    assert nav(check=True, series=(*series, third)) == 1 and "02_third.ipynb" in capsys.readouterr().out
+    assert nav(check=True) == 0
 
 
 def test_check_catches_bad_readme_links() -> None:

@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
+from helpers.series import SERIES  # noqa: E402
 from helpers.shapes import CLASSES, instance_map, make_image, semantic_map  # noqa: E402
 from helpers.viz import (  # noqa: E402
     CLASS_COLORS,
@@ -31,10 +32,10 @@ def _close_figures():
 
 def test_pipeline_names_every_notebook_and_connects_the_stages():
     artists = draw_pipeline()
-    assert artists.notebooks_named() == [f"{k:02d}" for k in range(1, 12)]
-    # each stage box carries its own notebook number
-    expected = {"bilinear": "01", "roialign": "02", "roipool": "03", "backbone": "04", "rpn": "05",
-                "boxhead": "06", "maskhead": "07", "nb08": "08", "nb09": "09", "nb10": "10", "nb11": "11"}
+    assert artists.notebooks_named() == [entry.number for entry in SERIES if entry.stage]  # 01-11
+    # each stage box carries its own notebook number (the notebooks using the whole model: a box each)
+    expected = {(f"nb{e.number}" if e.stage == "whole model" else e.stage): e.number for e in SERIES if e.stage}
+    assert expected["roialign"] == "02" and expected["nb11"] == "11"
     for key, number in expected.items():
         x, y = artists.boxes[key].get_x(), artists.boxes[key].get_y()
         w, h = artists.boxes[key].get_width(), artists.boxes[key].get_height()

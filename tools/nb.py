@@ -1,7 +1,7 @@
-"""Maintain the notebooks: navigation bars, Colab set-up cells, and re-execution in place.
+"""Maintain the notebooks: navigation bars, Colab set-up cells, the README's table, and re-execution in place.
 
-    python tools/nb.py nav              # rewrite the generated cells of every notebook
-    python tools/nb.py nav --check      # exit 1 if any generated cell is stale (run by the tests)
+    python tools/nb.py nav              # rewrite the generated cells of every notebook and the README table
+    python tools/nb.py nav --check      # exit 1 if anything generated is stale (run by the tests)
     python tools/nb.py execute          # nav, then re-execute and re-save every notebook in place
     python tools/nb.py execute notebooks/02_roi_align.ipynb   # just one (or several)
     python tools/nb.py export           # write the notebooks' ``#@save`` cells into helpers/
@@ -13,7 +13,13 @@ Generated cells are found by their cell tag and rewritten in place; everything e
 - ``colab-setup``  the Colab set-up code cell (does nothing outside Colab)
 - ``nav-bottom``   last cell: the same bar again
 
-A notebook's title is the first ``# `` heading of its first markdown cell that is not generated.
+The list of notebooks, their titles and the README's "what you learn" lines come from one place,
+:data:`helpers.series.SERIES`; ``nav`` also rewrites the README's table of notebooks (between
+``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``). ``nav`` (and ``nav --check``) fails
+when a notebook's heading (the first ``# `` heading of its first markdown cell that is not
+generated) is not ``# NN · <title>`` of the manifest, or when ``notebooks/`` holds a notebook that
+the manifest lacks, or lacks one it lists. Adding a notebook: the file, one line in
+``helpers/series.py``, then ``python tools/nb.py nav``.
 Execution uses a fresh ``python3`` kernel per notebook, stores widget state complete (so GitHub
 and nbviewer render it), and drops per-cell timing metadata so that re-saving is deterministic.
 """
@@ -25,13 +31,18 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
-sys.path.insert(0, str(ROOT))
-from helpers.project import REPO_URL, colab_url  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's `helpers`, installed or not
+from helpers.project import NOTEBOOKS_DIR, REPO_URL, ROOT, colab_url  # noqa: E402
+from helpers.series import SERIES, Notebook, check_series  # noqa: E402
+
+NOTEBOOKS = NOTEBOOKS_DIR
+README = ROOT / "README.md"
+TABLE_START, TABLE_END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 COLAB_DIR = "/content/maskrcnn-step-by-step"
 COLAB_PACKAGES = ["pycocotools", "tqdm"]
@@ -40,9 +51,21 @@ NAV_TOP, NAV_BOTTOM, SETUP = "nav-top", "nav-bottom", "colab-setup"
 GENERATED = {NAV_TOP, NAV_BOTTOM, SETUP}
 
 
-def notebook_paths() -> list[Path]:
-    """The series in reading order: ``notebooks/NN_*.ipynb`` sorted by name."""
-    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+def notebook_paths(series: Sequence[Notebook] = SERIES, notebooks_dir: Path = NOTEBOOKS) -> list[Path]:
+    """The series in reading order, as listed in :data:`helpers.series.SERIES`."""
+    return [notebooks_dir / entry.file for entry in series]
+
+
+def series_problems(series: Sequence[Notebook] = SERIES, notebooks_dir: Path = NOTEBOOKS) -> list[str]:
+    """Where the manifest and the notebook files disagree (and what is wrong with the manifest itself)."""
+    problems = check_series(series)
+    on_disk = {p.name for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb")}
+    listed = {entry.file for entry in series}
+    for name in sorted(on_disk - listed):
+        problems.append(f"{name} is not in helpers/series.py: add a line for it to SERIES")
+    for name in sorted(listed - on_disk):
+        problems.append(f"helpers/series.py lists {name}, which is not in {notebooks_dir.name}/")
+    return problems
 
 
 def _tags(cell) -> set[str]:
@@ -63,9 +86,30 @@ def nav_markdown(paths: list[Path], i: int, titles: list[str]) -> str:
     parts.append(f"[← {titles[i - 1]}]({paths[i - 1].name})" if i > 0 else "← (start of the series)")
     parts.append("[Contents](../README.md)")
     parts.append(f"[{titles[i + 1]} →]({paths[i + 1].name})" if i + 1 < len(paths) else "(end of the series) →")
-    badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-             f"({colab_url(paths[i].name)})")
-    return " · ".join(parts) + " · " + badge
+    return " · ".join(parts) + " · " + colab_badge(paths[i].name)
+
+
+def colab_badge(notebook_name: str) -> str:
+    """The "Open In Colab" badge linking ``notebooks/<notebook_name>``, in Markdown."""
+    return f"[![Open In Colab]({COLAB_BADGE})]({colab_url(notebook_name)})"
+
+
+def readme_table(series: Sequence[Notebook] = SERIES, link_dir: str = "notebooks") -> str:
+    """The README's table of notebooks: number, title (linked), what you learn, Colab badge."""
+    rows = ["| # | Notebook | What you learn | |", "|---|---|---|---|"]
+    for entry in series:
+        learn = entry.learn.replace("|", "\\|")
+        rows.append(f"| {entry.number} | [{entry.title}]({link_dir}/{entry.file}) | {learn} | "
+                    f"{colab_badge(entry.file)} |")
+    return "\n".join(rows)
+
+
+def with_readme_table(readme_text: str, table: str) -> str:
+    """``readme_text`` with everything between the table markers replaced by ``table``."""
+    start, end = readme_text.find(TABLE_START), readme_text.find(TABLE_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README lacks the markers {TABLE_START} ... {TABLE_END} around the table of notebooks")
+    return readme_text[:start + len(TABLE_START)] + "\n" + table + "\n" + readme_text[end:]
 
 
 def setup_source() -> str:
@@ -131,12 +175,26 @@ def normalise(nb) -> None:
     nbformat.validator.normalize(nb)
 
 
-def nav(check: bool = False) -> int:
-    paths = notebook_paths()
+def nav(check: bool = False, series: Sequence[Notebook] = SERIES, notebooks_dir: Path = NOTEBOOKS,
+        readme: Path = README) -> int:
+    """Rewrite (or, with ``check``, only compare) the generated cells of every notebook of ``series``
+    and the README's table of notebooks; return the exit status (1: stale, or a disagreement with
+    the manifest, printed)."""
+    problems = series_problems(series, notebooks_dir)
+    if problems:
+        print("the notebooks and helpers/series.py disagree:\n  " + "\n  ".join(problems))
+        return 1
+    paths = notebook_paths(series, notebooks_dir)
     nbs = [nbformat.read(p, as_version=4) for p in paths]
-    titles = [title_of(nb) for nb in nbs]
+    titles = [entry.heading for entry in series]
     stale = []
-    for i, (path, nb) in enumerate(zip(paths, nbs)):
+    for i, (path, nb, entry) in enumerate(zip(paths, nbs, series)):
+        try:
+            heading = title_of(nb)
+        except ValueError as exc:
+            heading = f"(none: {exc})"
+        if heading != entry.heading:
+            problems.append(f"{path.name}: its heading is '# {heading}', helpers/series.py says '# {entry.heading}'")
         before = nbformat.writes(nb)
         apply_nav(nb, paths, i, titles)
         after = nbformat.writes(nb)
@@ -144,12 +202,22 @@ def nav(check: bool = False) -> int:
             stale.append(path.name)
             if not check:
                 nbformat.write(nb, path)
+    text = readme.read_text(encoding="utf-8")
+    link_dir = Path(os.path.relpath(notebooks_dir, readme.parent)).as_posix()
+    wanted = with_readme_table(text, readme_table(series, link_dir))
+    if wanted != text:
+        stale.append(readme.name)
+        if not check:
+            readme.write_text(wanted, encoding="utf-8")
+    if problems:
+        print("headings that disagree with helpers/series.py (edit the notebook or the manifest):\n  "
+              + "\n  ".join(problems))
     if check and stale:
         print("stale generated cells (run `python tools/nb.py nav`):", ", ".join(stale))
         return 1
     if not check:
         print(f"navigation: {len(paths)} notebooks, rewrote {len(stale)}")
-    return 0
+    return 1 if problems else 0
 
 
 def execute(paths: list[Path], timeout: int = 1800) -> None:

@@ -1,0 +1,127 @@
+"""The series itself: one line per notebook, in reading order. Everything else reads this list.
+
+:data:`SERIES` is the manifest of the notebooks. From it come:
+
+- the navigation bars of every notebook and the table of notebooks in the README
+  (``python tools/nb.py nav`` writes both; ``nav --check`` fails when they, a notebook's heading,
+  or the files in ``notebooks/`` disagree with this list);
+- the map of the series drawn in notebook 00 (:func:`helpers.viz.draw_pipeline`);
+- the tests that check the README and the notebooks.
+
+Adding a notebook: write ``notebooks/NN_short_name.ipynb`` whose first heading is
+``# NN · <title>``, add one :class:`Notebook` line to :data:`SERIES` below, then run
+``python tools/nb.py nav``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STAGES: tuple[str, ...] = ("bilinear", "roialign", "roipool", "backbone", "rpn", "boxhead", "maskhead",
+                           "whole model")
+"""The places a notebook can take in the map of the series (:func:`helpers.viz.draw_pipeline`): a
+stage of Mask R-CNN (or one of RoIAlign's foundations, ``bilinear`` and ``roipool``), or
+``"whole model"`` for the notebooks that use the model assembled."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """One notebook of the series.
+
+    Attributes:
+        number: two digits, ``"00"``, ``"01"``...; the file name starts with them.
+        file: the file name inside ``notebooks/``, ``NN_short_name.ipynb``.
+        title: the notebook's heading without its number: the heading reads ``# NN · <title>``.
+        short_title: a few words for the map of the series (notebook 00).
+        stage: where the notebook sits in the map of the series (one of :data:`STAGES`), or
+            ``None`` for a notebook the map does not show (00, the map itself).
+        learn: one line, "what you learn", for the README's table.
+    """
+
+    number: str
+    file: str
+    title: str
+    short_title: str
+    stage: str | None
+    learn: str
+
+    def __post_init__(self) -> None:
+        if len(self.number) != 2 or not self.number.isdigit():
+            raise ValueError(f"number must be two digits, got {self.number!r}")
+        if not (self.file.startswith(f"{self.number}_") and self.file.endswith(".ipynb")):
+            raise ValueError(f"file must be named {self.number}_<short_name>.ipynb, got {self.file!r}")
+        if self.stage is not None and self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES} or None, got {self.stage!r}")
+
+    @property
+    def heading(self) -> str:
+        """The text of the notebook's first ``# `` heading (and of its links in navigation bars):
+        ``"NN · <title>"``."""
+        return f"{self.number} · {self.title}"
+
+
+SERIES: tuple[Notebook, ...] = (
+    Notebook("00", "00_instance_segmentation.ipynb", "Instance segmentation, and the map of the series",
+             "instance segmentation, and the map of the series", None,
+             "Instance vs semantic segmentation on a synthetic image; the map of the whole series."),
+    Notebook("01", "01_bilinear_interpolation.ipynb",
+             "Bilinear interpolation: reading a feature map between its pixels", "bilinear interpolation", "bilinear",
+             "Bilinear interpolation by hand: the 4×4 worked example and its **7.2**, checked against "
+             "`grid_sample`; a slider moves the sample point."),
+    Notebook("02", "02_roi_align.ipynb", "RoIAlign",
+             "RoIAlign", "roialign",
+             "RoIAlign in full: bins, `sampling_ratio`, `spatial_scale`, `aligned`, boxes outside the map; loop "
+             "and vectorised versions equal to torchvision, gradients included; RoI sliders."),
+    Notebook("03", "03_roipool_vs_roialign.ipynb", "RoIPool vs RoIAlign: what rounding costs",
+             "RoIPool vs RoIAlign", "roipool",
+             "RoIPool rebuilt and set against RoIAlign: the staircase, and what rounding costs in mask IoU at "
+             "strides 16 and 32."),
+    Notebook("04", "04_backbone_fpn.ipynb", "Backbone, strides and the FPN",
+             "backbone and FPN", "backbone",
+             "The ResNet-50 + FPN backbone: feature maps, strides, `spatial_scale = 1/stride`, and which level "
+             "each box is pooled from."),
+    Notebook("05", "05_rpn.ipynb", "The region proposal network",
+             "region proposal network", "rpn",
+             "The region proposal network: anchors, box encoding, IoU matching, sampling, RPN losses, NMS and "
+             "proposals, each equal to torchvision."),
+    Notebook("06", "06_box_head.ipynb", "The box head and its losses",
+             "box head and losses", "boxhead",
+             "The box head: two FC layers, class scores and box deltas, the losses by hand, and post-processing."),
+    Notebook("07", "07_mask_head.ipynb", "The mask head: targets, a per-class loss, and pasting masks back",
+             "mask head", "maskhead",
+             "The mask head: 4 conv + deconv 14→28 + 1×1 to K masks, mask targets, per-class BCE, "
+             "L = Lcls + Lbox + Lmask, pasting masks back."),
+    Notebook("08", "08_whole_model.ipynb", "The whole model: one image through every stage",
+             "the whole model, one image through every stage", "whole model",
+             "The whole model: one image through every stage, and the series' own pieces swapped into "
+             "torchvision's Mask R-CNN."),
+    Notebook("09", "09_train_and_evaluate.ipynb", "Train on a CPU, score with COCO mask AP",
+             "train on a CPU, score with COCO mask AP", "whole model",
+             "Train a small Mask R-CNN from scratch on a CPU and score it with COCO mask AP."),
+    Notebook("10", "10_roialign_vs_roipool_ablation.ipynb",
+             "RoIAlign against RoIPool: the paper's ablation, in miniature",
+             "RoIAlign vs RoIPool ablation", "whole model",
+             "The paper's RoIAlign-vs-RoIPool ablation in miniature, at a fine and a coarse stride, over several "
+             "seeds."),
+    Notebook("11", "11_pretrained_coco_model.ipynb", "The pretrained COCO Mask R-CNN on real photographs",
+             "the pretrained COCO model on real photos", "whole model",
+             "torchvision's pretrained `maskrcnn_resnet50_fpn` on real photographs (with an offline path)."),
+)
+"""The notebooks of the series, in reading order (numbers 00, 01, 02... without gaps)."""
+
+
+def check_series(series: tuple[Notebook, ...] | list[Notebook]) -> list[str]:
+    """What is wrong with a manifest: numbers out of order or with gaps, files named twice.
+
+    Returns:
+        A list of problems (empty when the manifest is sound).
+    """
+    problems = []
+    numbers = [nb.number for nb in series]
+    expected = [f"{k:02d}" for k in range(len(series))]
+    if numbers != expected:
+        problems.append(f"notebook numbers must run {', '.join(expected)} in order, got {', '.join(numbers)}")
+    files = [nb.file for nb in series]
+    for file in sorted({f for f in files if files.count(f) > 1}):
+        problems.append(f"{file} is listed more than once")
+    return problems

@@ -1,0 +1,323 @@
+"""The base of every slider panel, :class:`Panel`, its faster :class:`BlitPanel`, and their plumbing.
+
+Every panel is a :class:`Panel`: a row of sliders, a picture and a readout of the numbers the
+picture shows. The picture is a matplotlib :class:`~matplotlib.figure.Figure` drawn with the Agg
+backend and sent to a ``widgets.Image`` as PNG bytes. That one design choice buys a lot:
+
+- it works with ipywidgets 8 (JupyterLab) and with the 7.7 line that Colab ships, without ipympl;
+- nothing is printed into an ``Output`` widget, so nbval sees the same outputs every run;
+- the artists are created once in :meth:`Panel.build` and only *moved* in :meth:`Panel.update`
+  (``set_data``, ``set_xy``, ``set_text``...), so a slider move costs one redraw, not a new plot;
+- a browser test can read the image bytes back and compare them with :meth:`Panel.png`.
+
+A slider move never raises: :meth:`Panel.refresh` catches every exception. An expected problem
+(an RoI made empty by the sliders) is raised by the subclass as :class:`PanelMessage` and shown
+in the readout; anything else is shown too and kept in :attr:`Panel.error` so tests can fail on it.
+
+Writing a panel::
+
+    class MyPanel(Panel):
+        def build(self):                       # create artists once
+            self.ax = self.fig.add_subplot()
+            (self.line,) = self.ax.plot([], [])
+
+        def update(self, a, b):                # one keyword per slider
+            self.line.set_data([0, 1], [a, b])
+            return {"a": a, "b": b}            # the numbers the picture shows
+
+    panel = MyPanel({"a": widgets.FloatSlider(...), "b": widgets.FloatSlider(...)})
+    panel           # in a notebook: the live panel
+    panel.set(a=2)  # from code: move sliders, redraw once, return the readout numbers
+
+The panels of notebooks 01-03 are :class:`BlitPanel` subclasses and share the small helpers at the
+end of this module (:func:`one_thread`, :func:`as_feature_map`, :func:`coordinate_slider`...).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import traceback
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
+
+import ipywidgets as widgets
+import torch
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from PIL import Image as PILImage
+
+from helpers.roi import RoIAlignSampling
+
+
+class PanelMessage(ValueError):
+    """Raised by :meth:`Panel.update` for a state that cannot be drawn (shown, never a traceback)."""
+
+
+def format_readout(numbers: Mapping[str, Any], digits: int = 4) -> str:
+    """Format the readout numbers as a small HTML table (floats rounded to ``digits``)."""
+    rows = []
+    for key, value in numbers.items():
+        if isinstance(value, float):
+            text = f"{value:.{digits}g}" if abs(value) >= 1e4 else f"{round(value, digits):g}"
+        else:
+            text = str(value)
+        rows.append(f"<tr><td style='padding-right:1em'>{html.escape(str(key))}</td>"
+                    f"<td class='panel-value' data-key='{html.escape(str(key))}'>{html.escape(text)}</td></tr>")
+    return "<table class='panel-readout'>" + "".join(rows) + "</table>"
+
+
+class Panel:
+    """Sliders + a figure rendered to PNG + a readout of the numbers behind the figure.
+
+    Args:
+        sliders: name -> core ipywidgets control (``FloatSlider``, ``IntSlider``, ``Dropdown``...).
+            Each name is passed as a keyword to :meth:`update`.
+        figsize: matplotlib figure size in inches.
+        dpi: resolution of the PNG sent to the browser (lower is faster).
+        image_height: fixed CSS height of the picture, so the page does not jump on redraw.
+
+    Attributes:
+        fig: the matplotlib figure (Agg canvas); display it for a static copy.
+        state: the numbers returned by the last successful :meth:`update`.
+        error: ``None``, or the text of the last *unexpected* exception raised by :meth:`update`.
+        message: ``None``, or the text of the last :class:`PanelMessage`.
+        widget: the ``ipywidgets.VBox`` holding everything.
+    """
+
+    title: str = "panel"
+
+    def __init__(self, sliders: Mapping[str, widgets.Widget], figsize: tuple[float, float] = (6.0, 4.0),
+                 dpi: int = 80, image_height: str | None = None) -> None:
+        self.sliders: dict[str, widgets.Widget] = dict(sliders)
+        self.fig = Figure(figsize=figsize, dpi=dpi)
+        FigureCanvasAgg(self.fig)
+        self.dpi = dpi
+        height = image_height or f"{int(figsize[1] * dpi)}px"
+        self.image = widgets.Image(format="png", layout=widgets.Layout(height=height, width="auto"))
+        self.readout = widgets.HTML(layout=widgets.Layout(min_width="14em"))
+        self.notice = widgets.HTML()
+        self.state: dict[str, Any] = {}
+        self.error: str | None = None
+        self.message: str | None = None
+        self._holding = False
+        controls = widgets.VBox(list(self.sliders.values()))
+        # "row wrap": on a narrow page the readout goes under the picture instead of off-screen.
+        picture_and_numbers = widgets.HBox([self.image, self.readout], layout=widgets.Layout(flex_flow="row wrap"))
+        self.widget = widgets.VBox([controls, self.notice, picture_and_numbers])
+        self.build()
+        for control in self.sliders.values():
+            control.observe(self._on_change, names="value")
+        self.refresh()
+
+    # -- to be written by subclasses -------------------------------------------------------------
+    def build(self) -> None:
+        """Create the axes and artists once."""
+        raise NotImplementedError
+
+    def update(self, **values: Any) -> dict[str, Any]:
+        """Move the artists to match ``values``; return the numbers the figure shows."""
+        raise NotImplementedError
+
+    # -- machinery -----------------------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        """The current value of every slider."""
+        return {name: control.value for name, control in self.sliders.items()}
+
+    def _on_change(self, change: Any) -> None:
+        if not self._holding:
+            self.refresh()
+
+    def set(self, **values: Any) -> dict[str, Any]:
+        """Move several sliders at once (as a user would), redraw once, return :attr:`state`.
+
+        Values are clipped by the sliders themselves, exactly as a drag would be.
+        """
+        unknown = set(values) - set(self.sliders)
+        if unknown:
+            raise TypeError(f"unknown slider(s) {sorted(unknown)}; this panel has {sorted(self.sliders)}")
+        self._holding = True
+        try:
+            for name, value in values.items():
+                self.sliders[name].value = value
+        finally:
+            self._holding = False
+        self.refresh()
+        return self.state
+
+    def refresh(self) -> None:
+        """Recompute, move the artists, re-render the PNG. Never raises."""
+        self.message = None
+        try:
+            self.state = self.update(**self.values())
+            self.error = None
+            self.notice.value = ""
+            self.readout.value = format_readout(self.state)
+        except PanelMessage as exc:
+            self.message = str(exc)
+            self.state = {}
+            self.notice.value = f"<b style='color:#b35900'>{html.escape(str(exc))}</b>"
+            self.readout.value = ""
+        except Exception as exc:  # a bug: show it, keep it for the tests, never crash the widget
+            self.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            self.state = {}
+            self.notice.value = f"<b style='color:#c00'>internal error: {html.escape(self.error)}</b>"
+            self.readout.value = ""
+        self.image.value = self.png()
+
+    def png(self) -> bytes:
+        """The figure as PNG bytes, exactly as sent to the browser."""
+        buffer = io.BytesIO()
+        self.fig.savefig(buffer, format="png", dpi=self.dpi)
+        return buffer.getvalue()
+
+    # -- display -------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v!r}" for k, v in self.values().items())
+        return f"{type(self).__name__}({values})"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        # The live widget for a browser; a short, stable text for everything else (nbval, GitHub).
+        if hasattr(self.widget, "_repr_mimebundle_"):  # ipywidgets 8
+            bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        else:  # ipywidgets 7.x (Colab) displays widgets through this same mime type
+            bundle = {"application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}}
+        bundle["text/plain"] = repr(self) + "  (a live panel: run the notebook to drag the sliders)"
+        return bundle
+
+
+class BlitPanel(Panel):
+    """A :class:`Panel` whose PNG redraws only the artists that move.
+
+    Matplotlib spends most of a redraw on what never changes (tick labels, the value written in
+    every pixel of a feature map). A subclass lists its moving artists in :meth:`dynamic` (whole
+    axes are allowed); :meth:`png` renders everything else once into a cached background, then, on
+    every slider move, restores that background, draws the moving artists on top and encodes the
+    PNG. The figure itself is an ordinary one: displaying ``panel.fig`` draws everything.
+
+    When something static changes (axis limits...), return a different :meth:`background_key`.
+    """
+
+    _background: Any = None
+    _background_id: Any = None
+
+    def dynamic(self) -> Sequence[Artist]:
+        """The artists (or axes) that slider moves change, drawn in this order over the background."""
+        raise NotImplementedError
+
+    def background_key(self) -> Any:
+        """Anything that changes when the static part of the picture changes."""
+        return None
+
+    def png(self) -> bytes:
+        """The figure as PNG bytes, exactly as sent to the browser (background + moving artists)."""
+        canvas = self.fig.canvas
+        moving = list(self.dynamic())
+        key = (self.background_key(), self.fig.bbox.bounds)
+        if self._background is None or key != self._background_id:
+            shown = [a.get_visible() for a in moving]
+            for artist in moving:
+                artist.set_visible(False)
+            try:
+                canvas.draw()
+                self._background = canvas.copy_from_bbox(self.fig.bbox)
+                self._background_id = key
+            finally:
+                for artist, visible in zip(moving, shown):
+                    artist.set_visible(visible)
+        else:
+            canvas.restore_region(self._background)
+        for artist in moving:
+            if artist.get_visible():
+                self.fig.draw_artist(artist)
+        width, height = canvas.get_width_height()
+        image = PILImage.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        buffer = io.BytesIO()
+        image.save(buffer, format="png", compress_level=1)
+        return buffer.getvalue()
+
+
+# -- helpers shared by the panels of notebooks 01-03 ---------------------------------------------
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run tiny tensor ops on one thread: on a busy machine, waking a second thread for a
+    16-element op can cost 10-20 ms (measured with ``torch.repeat_interleave``), one thread microseconds."""
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def as_feature_map(feature: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
+    """A float64 ``Tensor[H, W]`` from ``feature`` (``None``: ``default``); ``[1, 1, H, W]`` is accepted.
+
+    Raises:
+        TypeError: ``feature`` is not a floating-point tensor.
+        ValueError: ``feature`` is not a single non-empty map.
+    """
+    f = default if feature is None else feature
+    if not isinstance(f, torch.Tensor):
+        raise TypeError(f"feature must be a torch.Tensor[H, W], got {type(f).__name__}")
+    while f.dim() > 2 and f.shape[0] == 1:
+        f = f[0]
+    if f.dim() != 2 or f.shape[0] < 1 or f.shape[1] < 1:
+        raise ValueError(f"feature must be a single map Tensor[H, W], got shape {tuple(feature.shape)}")
+    if not f.is_floating_point():
+        raise TypeError(f"feature must be a floating-point tensor, got dtype {f.dtype}")
+    return f.detach().to(torch.float64)
+
+
+def readout_rows(values: torch.Tensor, digits: int = 3) -> dict[str, str]:
+    """``{"row 0": "7.2  8", ...}`` for a ``Tensor[PH, PW]`` (rounded for reading)."""
+    return {f"row {i}": "  ".join(f"{round(float(v), digits):g}" for v in row) for i, row in enumerate(values)}
+
+
+def box_problem(x1: float, y1: float, x2: float, y2: float) -> str | None:
+    """Why a slider box cannot be pooled (empty or inverted), or ``None`` when it can."""
+    problems = []
+    if x2 <= x1:
+        problems.append(f"x2 = {x2:g} is not right of x1 = {x1:g}")
+    if y2 <= y1:
+        problems.append(f"y2 = {y2:g} is not below y1 = {y1:g}")
+    if not problems:
+        return None
+    return ("Empty or inverted RoI: " + " and ".join(problems)
+            + ". Move the sliders so that x1 < x2 and y1 < y2.")
+
+
+def coordinate_slider(name: str, value: float, low: float, high: float, step: float) -> widgets.FloatSlider:
+    """A slider for one coordinate ``name`` of a point or a box, from ``low`` to ``high`` in ``step``s,
+    redrawing while it is dragged (``continuous_update=True``)."""
+    return widgets.FloatSlider(value=value, min=low, max=high, step=step, description=name,
+                               readout_format=".2f", continuous_update=True,
+                               style={"description_width": "initial"})
+
+
+def heading_text(ax: Axes, fontsize: float = 11) -> Text:
+    """A title-like text above ``ax`` that a :class:`BlitPanel` can redraw alone (``ax.title``
+    cannot: matplotlib re-places it only during a full draw)."""
+    return ax.text(0.5, 1.02, "", transform=ax.transAxes, ha="center", va="bottom", fontsize=fontsize)
+
+
+
+def sampled_box(sampling: RoIAlignSampling, output_size: int) -> tuple[float, float, float, float]:
+    """The region RoIAlign actually samples for the first RoI of ``sampling``, as ``(x1, y1, x2, y2)``:
+    from ``(start_x, start_y)``, ``output_size`` bins of ``bin_w`` by ``bin_h`` (shifted by -0.5 when
+    ``aligned``, at least 1 x 1 when not)."""
+    sx, sy = float(sampling.start_x[0]), float(sampling.start_y[0])
+    return (sx, sy, sx + float(sampling.bin_w[0]) * output_size, sy + float(sampling.bin_h[0]) * output_size)
+
+
+def sample_points(sampling: RoIAlignSampling) -> torch.Tensor:
+    """The sample points ``(x, y)`` of the first RoI of ``sampling`` as ``Tensor[N, 2]``, padding
+    (``NaN``, in bins with fewer samples) left out."""
+    points = sampling.points[0].reshape(-1, 2)
+    return points[~torch.isnan(points[:, 0])]
