@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers.project import ROOT
+
 ARTIFACTS = ROOT / "test-artifacts"
 
 

@@ -45,12 +45,12 @@ import torch.nn.functional as F
 import torchvision
 
 from browser_harness import HOW_TO, VIEWPORT, JupyterLab, KernelPanel, LabNotebook, PanelView, launch_chromium
+from helpers.project import NOTEBOOKS_DIR, ROOT
 
 # each test well under 2 minutes on 2 busy cores; the limit only stops a hung browser or kernel
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOKS = NOTEBOOKS_DIR
 
 
 def notebook_named(prefix: str) -> str:

@@ -53,9 +53,9 @@ from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
+from helpers.project import NOTEBOOKS_DIR, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOKS = NOTEBOOKS_DIR
 TOLERANCE = 1.0
 MPL = dict(baseline_dir="baseline", tolerance=TOLERANCE, style="default", savefig_kwargs={"dpi": 72})
 

@@ -41,8 +41,8 @@ from typing import Any
 import pytest
 
 from ipywidgets7_check import REQUIRED_PANELS
+from helpers.project import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 CHECK = TESTS / "ipywidgets7_check.py"
 IPYWIDGETS7 = ["ipywidgets==7.7.5", "widgetsnbextension==3.6.10", "jupyterlab_widgets==1.1.11",
