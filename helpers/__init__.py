@@ -6,12 +6,14 @@ torchvision has the function:
 - :mod:`helpers.roi`         bilinear interpolation, RoIAlign, RoIPool (notebooks 01-03)
 - :mod:`helpers.fpn`         FPN level assignment and multi-scale RoIAlign (notebook 04)
 - :mod:`helpers.box_coder`   box encoding and decoding (notebook 05)
-- :mod:`helpers.rpn`         anchors, matching, sampling, RPN losses, NMS, proposals (notebook 05)
+- :mod:`helpers.boxes`       box area, IoU, clipping, small-box removal, NMS (notebook 05; torchvision's ``ops/boxes.py``)
+- :mod:`helpers.rpn`         anchors, matching, sampling, RPN losses, proposals (notebook 05)
 - :mod:`helpers.box_head`    the box head, its losses and post-processing (notebook 06)
 - :mod:`helpers.mask_head`   the mask head, mask targets, mask loss, pasting (notebook 07)
 - :mod:`helpers.model`       torchvision's MaskRCNN assembled for the shapes task (notebooks 08-10)
 - :mod:`helpers.train`       the training entry point, ``python -m helpers.train`` (notebook 09)
 - :mod:`helpers.evaluate`    COCO mask and box AP with pycocotools (notebook 09)
+- :mod:`helpers.masks`       mask IoU and COCO run-length encoding, kept once
 - :mod:`helpers.coco_data`   a data set read from a COCO-format folder (your own data)
 - :mod:`helpers.ablation`    the RoIAlign-versus-RoIPool ablation runs (notebook 10)
 - :mod:`helpers.pretrained`  the pretrained COCO model and its offline fallback (notebook 11)
@@ -20,6 +22,11 @@ torchvision has the function:
 - :mod:`helpers.widgets`     the ipywidgets slider panels (a package: one module per panel)
 - :mod:`helpers.series`      the list of notebooks, read by the README table, navigation bars and map
 - :mod:`helpers.project`     the repository URL and paths, kept in one place
+- :mod:`helpers.checks`      argument checks shared by every module (``check_int(value, name, ...)``)
+
+Functions a notebook writes in the open are exported into these modules from the notebook's
+``#@save helpers.<module>`` cells by ``python tools/nb.py export``; they stand in blocks marked
+``# @export <notebook>: <name>`` and are edited in the notebook, never here.
 
 Conventions used everywhere in the package:
 
@@ -31,5 +38,5 @@ Submodules are imported on demand (``from helpers.roi import roi_align``) so tha
 package stays cheap.
 """
 
-__all__ = ["roi", "fpn", "box_coder", "rpn", "box_head", "mask_head", "model", "train", "evaluate",
-           "coco_data", "ablation", "pretrained", "shapes", "viz", "widgets", "series", "project"]
+__all__ = ["roi", "fpn", "box_coder", "boxes", "rpn", "box_head", "mask_head", "model", "train", "evaluate",
+           "masks", "coco_data", "ablation", "pretrained", "shapes", "viz", "widgets", "series", "project", "checks"]
