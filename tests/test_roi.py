@@ -1,8 +1,9 @@
 """Tests of helpers.roi against independent references.
 
 References: ``torchvision.ops.roi_align`` / ``roi_pool`` (forward and input gradient),
-``torch.nn.functional.grid_sample`` (bilinear interpolation inside the map), a pure-Python float64
-recomputation written here from torchvision's CPU kernels (``naive_roi_align``), and
+``torch.nn.functional.grid_sample`` (bilinear interpolation inside the map), the teaching versions
+that notebooks 02 and 03 write in the open and export into ``helpers.roi`` (``roi_align_loop``,
+``roi_align_padded``, ``roi_pool_loop``: plain float64 loops and padded grids), and
 ``torch.autograd.gradcheck``. Hypothesis draws random RoIs. Run: ``.venv/bin/pytest tests/test_roi.py -q``.
 """
 
@@ -62,57 +63,6 @@ def random_rois(gen: torch.Generator, n_images: int, height: int, width: int, sc
     xy[3 * q : 3 * q + 1] = torch.tensor([img_w + 5 / scale, -img_h])  # right / above
     batch = torch.randint(0, n_images, (k, 1), generator=gen).double()
     return torch.cat([batch, xy, xy + wh], dim=1)
-
-
-def naive_roi_align(feat: np.ndarray, rois: np.ndarray, ph: int, pw: int, scale: float, sr: int, aligned: bool,
-                    reduce: str = "mean") -> np.ndarray:
-    """Pure-Python float64 RoIAlign written here from roi_align_kernel.cpp / roi_align_common.h.
-
-    reduce="mean" is torchvision's; reduce="max" is the paper's RoIAlign (max) with the same samples.
-    """
-    _, c, h, w = feat.shape
-    out = np.zeros((len(rois), c, ph, pw))
-
-    def sample(fm: np.ndarray, y: float, x: float) -> np.ndarray:
-        if y < -1.0 or y > h or x < -1.0 or x > w:
-            return np.zeros(c)
-        y, x = max(y, 0.0), max(x, 0.0)
-        y0, x0 = int(y), int(x)
-        if y0 >= h - 1:
-            y0 = y1 = h - 1
-            y = float(y0)
-        else:
-            y1 = y0 + 1
-        if x0 >= w - 1:
-            x0 = x1 = w - 1
-            x = float(x0)
-        else:
-            x1 = x0 + 1
-        ly, lx = y - y0, x - x0
-        hy, hx = 1 - ly, 1 - lx
-        return hy * hx * fm[:, y0, x0] + hy * lx * fm[:, y0, x1] + ly * hx * fm[:, y1, x0] + ly * lx * fm[:, y1, x1]
-
-    off = 0.5 if aligned else 0.0
-    for k, (b, x1, y1, x2, y2) in enumerate(rois):
-        fm = feat[int(b)]
-        sx, sy, ex, ey = x1 * scale - off, y1 * scale - off, x2 * scale - off, y2 * scale - off
-        rw, rh = ex - sx, ey - sy
-        if not aligned:
-            rw, rh = max(rw, 1.0), max(rh, 1.0)
-        bh, bw = rh / ph, rw / pw
-        gh = sr if sr > 0 else math.ceil(rh / ph)
-        gw = sr if sr > 0 else math.ceil(rw / pw)
-        for i in range(ph):
-            for j in range(pw):
-                vals = [
-                    sample(fm, sy + i * bh + (iy + 0.5) * bh / gh, sx + j * bw + (ix + 0.5) * bw / gw)
-                    for iy in range(gh)
-                    for ix in range(gw)
-                ]
-                if not vals:
-                    continue
-                out[k, :, i, j] = np.mean(vals, axis=0) if reduce == "mean" else np.max(vals, axis=0)
-    return out
 
 
 def as_list(rois: Tensor, n: int) -> list[Tensor]:
@@ -295,8 +245,8 @@ def test_roi_align_random_rois_hypothesis(boxes, out_h, out_w, scale, sampling_r
     got, got_g = grad_of(roi_align, x, rois, *args)
     torch.testing.assert_close(got, ref, atol=1e-10, rtol=0)
     torch.testing.assert_close(got_g, ref_g, atol=1e-10, rtol=0)
-    naive = naive_roi_align(x.numpy(), rois.numpy(), out_h, out_w, scale, sampling_ratio, aligned)
-    np.testing.assert_allclose(got.numpy(), naive, atol=1e-10, rtol=0)
+    loop = roi_align_loop(x, rois, (out_h, out_w), scale, sampling_ratio, aligned)  # notebook 02's loops
+    torch.testing.assert_close(got, loop, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -418,7 +368,7 @@ def test_roi_align_max_against_float64_loop(aligned, sampling_ratio):
     x = torch.randn(2, 3, 9, 11, generator=gen, dtype=torch.float64)
     rois = random_rois(gen, 2, 9, 11, 0.5, k=12)
     got = roi_align_max(x, rois, (3, 2), 0.5, sampling_ratio, aligned)
-    naive = naive_roi_align(x.numpy(), rois.numpy(), 3, 2, 0.5, sampling_ratio, aligned, reduce="max")
+    naive = roi_align_padded(x, rois, (3, 2), 0.5, sampling_ratio, aligned, reduce="max").numpy()  # notebook 02's
     np.testing.assert_allclose(got.numpy(), naive, atol=1e-12, rtol=0)
     # float32 too, and it is not the average
     got32 = roi_align_max(x.float(), rois.float(), (3, 2), 0.5, sampling_ratio, aligned)
