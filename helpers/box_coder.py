@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from helpers.checks import check_boxes, check_list, check_number
+from helpers.checks import check_boxes, check_list, check_number, check_paired, check_tensor
 
 __all__ = ["BoxCoder", "encode_boxes", "decode_boxes", "check_weights", "DEFAULT_BBOX_XFORM_CLIP"]
 
@@ -70,104 +70,46 @@ def check_weights(weights: Sequence[float] | Tensor, name: str = "weights") -> t
 
 # -- the two functions ---------------------------------------------------------------------------
 
-def encode_boxes(reference_boxes: Tensor, proposals: Tensor,
-                 weights: Sequence[float] | Tensor = (1.0, 1.0, 1.0, 1.0)) -> Tensor:
-    """Encode ``reference_boxes`` (the targets) as deltas relative to ``proposals`` (e.g. anchors).
-
-    Same arithmetic, in the same order, as torchvision's ``_utils.encode_boxes`` (so float32 results
-    agree bit for bit). A degenerate *reference* box (zero width, as torchvision uses for the
-    matched boxes of an image without objects) gives ``-inf`` in ``dw``/``dh``, exactly as there;
-    those rows are never used by a loss.
-
-    Args:
-        reference_boxes (Tensor[N, 4]): the target boxes ``(x1, y1, x2, y2)``, floating point.
-        proposals (Tensor[N, 4]): the boxes the deltas are measured from, same dtype; every one
-            must have ``x2 > x1`` and ``y2 > y1``.
-        weights (4 numbers or Tensor[4]): ``(wx, wy, ww, wh)``, finite and positive.
-
-    Returns:
-        Tensor[N, 4]: ``(dx, dy, dw, dh)`` per row, in the dtype of ``reference_boxes``.
-    """
-    check_boxes(reference_boxes, "reference_boxes")
-    check_boxes(proposals, "proposals")
-    if reference_boxes.shape[0] != proposals.shape[0]:
-        raise ValueError(f"reference_boxes and proposals must have the same number of rows, "
-                         f"got {reference_boxes.shape[0]} and {proposals.shape[0]}")
-    if reference_boxes.dtype != proposals.dtype:
-        raise TypeError(f"reference_boxes and proposals must have the same dtype, "
-                        f"got {reference_boxes.dtype} and {proposals.dtype}")
-    check_boxes(proposals, "proposals", positive_size=True)                    # the deltas divide by w and h
+# @export notebooks/05_rpn.ipynb: encode_boxes (edit the notebook; tools/nb.py export writes this)
+def encode_boxes(reference_boxes, proposals, weights=(1.0, 1.0, 1.0, 1.0)):
+    """The deltas (dx, dy, dw, dh) of each reference box (the target) relative to its proposal (e.g. an
+    anchor). reference_boxes[N, 4], proposals[N, 4] with x2 > x1, y2 > y1 -> [N, 4]; torchvision's
+    arithmetic in its order, so float32 results agree bit for bit."""
+    check_boxes(reference_boxes, "reference_boxes"), check_boxes(proposals, "proposals")
+    check_paired(reference_boxes, proposals, "reference_boxes", "proposals")       # same N, same dtype
+    check_boxes(proposals, "proposals", positive_size=True)                        # the deltas divide by w and h
     wx, wy, ww, wh = torch.as_tensor(check_weights(weights), dtype=reference_boxes.dtype,
-                                     device=reference_boxes.device)            # 0-dim tensors, like torchvision
-
-    ex_widths = proposals[:, 2:3] - proposals[:, 0:1]                           # [N, 1]
-    ex_heights = proposals[:, 3:4] - proposals[:, 1:2]                          # [N, 1]
-    ex_ctr_x = proposals[:, 0:1] + 0.5 * ex_widths                              # [N, 1]
-    ex_ctr_y = proposals[:, 1:2] + 0.5 * ex_heights                             # [N, 1]
-
-    gt_widths = reference_boxes[:, 2:3] - reference_boxes[:, 0:1]               # [N, 1]
-    gt_heights = reference_boxes[:, 3:4] - reference_boxes[:, 1:2]              # [N, 1]
-    gt_ctr_x = reference_boxes[:, 0:1] + 0.5 * gt_widths                        # [N, 1]
-    gt_ctr_y = reference_boxes[:, 1:2] + 0.5 * gt_heights                       # [N, 1]
-
-    dx = wx * (gt_ctr_x - ex_ctr_x) / ex_widths                                 # [N, 1]
-    dy = wy * (gt_ctr_y - ex_ctr_y) / ex_heights                                # [N, 1]
-    dw = ww * torch.log(gt_widths / ex_widths)                                  # [N, 1]
-    dh = wh * torch.log(gt_heights / ex_heights)                                # [N, 1]
-    return torch.cat((dx, dy, dw, dh), dim=1)                                   # [N, 4]
+                                     device=reference_boxes.device)                # 0-dim tensors, like torchvision
+    aw = proposals[:, 2:3] - proposals[:, 0:1]                                     # [N, 1]
+    ah = proposals[:, 3:4] - proposals[:, 1:2]
+    ax, ay = proposals[:, 0:1] + 0.5 * aw, proposals[:, 1:2] + 0.5 * ah             # anchor centre
+    gw = reference_boxes[:, 2:3] - reference_boxes[:, 0:1]
+    gh = reference_boxes[:, 3:4] - reference_boxes[:, 1:2]
+    gx, gy = reference_boxes[:, 0:1] + 0.5 * gw, reference_boxes[:, 1:2] + 0.5 * gh   # target centre
+    return torch.cat((wx * (gx - ax) / aw, wy * (gy - ay) / ah,
+                      ww * torch.log(gw / aw), wh * torch.log(gh / ah)), dim=1)     # [N, 4]
 
 
-def decode_boxes(rel_codes: Tensor, boxes: Tensor, weights: Sequence[float] | Tensor = (1.0, 1.0, 1.0, 1.0),
-                 bbox_xform_clip: float = DEFAULT_BBOX_XFORM_CLIP) -> Tensor:
-    """Apply deltas to reference boxes: the inverse of :func:`encode_boxes` (torchvision's ``decode_single``).
-
-    ``rel_codes`` may hold K sets of deltas per box (``[N, 4K]``, one per class in the box head);
-    each is applied to the same reference box. ``dw`` and ``dh`` are clamped to at most
-    ``bbox_xform_clip`` before ``exp``; nothing else is clamped (clip to the image separately).
-
-    Args:
-        rel_codes (Tensor[N, 4K]): deltas ``(dx, dy, dw, dh)`` repeated K times, floating point.
-        boxes (Tensor[N, 4]): reference boxes ``(x1, y1, x2, y2)``; converted to ``rel_codes.dtype``.
-        weights (4 numbers or Tensor[4]): ``(wx, wy, ww, wh)`` used when encoding.
-        bbox_xform_clip (float): upper bound on ``dw`` and ``dh`` (default ``log(1000/16)``).
-
-    Returns:
-        Tensor[N, 4K]: the decoded boxes ``(x1, y1, x2, y2)`` repeated K times.
-    """
-    if not isinstance(rel_codes, Tensor):
-        raise TypeError(f"rel_codes must be a Tensor[N, 4K], got {type(rel_codes).__name__}")
+def decode_boxes(rel_codes, boxes, weights=(1.0, 1.0, 1.0, 1.0), bbox_xform_clip=DEFAULT_BBOX_XFORM_CLIP):
+    """The inverse of encode_boxes: deltas rel_codes[N, 4K] (K sets, one per class in the box head) applied
+    to boxes[N, 4] -> [N, 4K]. dw and dh are clamped to at most bbox_xform_clip = log(1000 / 16) before exp."""
+    check_tensor(rel_codes, "rel_codes", shape="[N, 4K]")
     if rel_codes.dim() != 2 or rel_codes.shape[1] % 4 != 0 or rel_codes.shape[1] == 0:
         raise ValueError(f"rel_codes must have shape [N, 4K] with K >= 1, got {tuple(rel_codes.shape)}")
-    if not rel_codes.is_floating_point():
-        raise TypeError(f"rel_codes must be a floating-point tensor, got {rel_codes.dtype}")
-    check_boxes(boxes, "boxes")
-    if boxes.shape[0] != rel_codes.shape[0]:
-        raise ValueError(f"rel_codes and boxes must have the same number of rows, "
-                         f"got {rel_codes.shape[0]} and {boxes.shape[0]}")
-    wx, wy, ww, wh = check_weights(weights)                                     # Python floats, like torchvision
+    check_tensor(rel_codes, "rel_codes", floating=True), check_boxes(boxes, "boxes")
+    check_paired(rel_codes, boxes, "rel_codes", "boxes", dtype=False)
+    wx, wy, ww, wh = check_weights(weights)                                         # Python floats, like torchvision
     clip = check_number(bbox_xform_clip, "bbox_xform_clip", finite=False)
-
     boxes = boxes.to(rel_codes.dtype)
-    widths = boxes[:, 2] - boxes[:, 0]                                          # [N]
-    heights = boxes[:, 3] - boxes[:, 1]                                         # [N]
-    ctr_x = boxes[:, 0] + 0.5 * widths                                          # [N]
-    ctr_y = boxes[:, 1] + 0.5 * heights                                         # [N]
-
-    dx = rel_codes[:, 0::4] / wx                                                # [N, K]
-    dy = rel_codes[:, 1::4] / wy                                                # [N, K]
-    dw = torch.clamp(rel_codes[:, 2::4] / ww, max=clip)                         # [N, K]
-    dh = torch.clamp(rel_codes[:, 3::4] / wh, max=clip)                         # [N, K]
-
-    pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]                          # [N, K]
-    pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]                         # [N, K]
-    pred_w = torch.exp(dw) * widths[:, None]                                    # [N, K]
-    pred_h = torch.exp(dh) * heights[:, None]                                   # [N, K]
-    half_w = 0.5 * pred_w                                                       # [N, K]
-    half_h = 0.5 * pred_h                                                       # [N, K]
-
-    out = torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h,
-                       pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2)        # [N, K, 4]
-    return out.flatten(1)                                                       # [N, 4K]
+    aw, ah = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]                   # [N]
+    ax, ay = boxes[:, 0] + 0.5 * aw, boxes[:, 1] + 0.5 * ah
+    dx, dy = rel_codes[:, 0::4] / wx, rel_codes[:, 1::4] / wy                       # [N, K]
+    dw = torch.clamp(rel_codes[:, 2::4] / ww, max=clip)
+    dh = torch.clamp(rel_codes[:, 3::4] / wh, max=clip)
+    x, y = dx * aw[:, None] + ax[:, None], dy * ah[:, None] + ay[:, None]           # [N, K]: centres
+    half_w, half_h = 0.5 * (torch.exp(dw) * aw[:, None]), 0.5 * (torch.exp(dh) * ah[:, None])
+    return torch.stack((x - half_w, y - half_h, x + half_w, y + half_h), dim=2).flatten(1)   # [N, 4K]
+# @end export encode_boxes
 
 
 class BoxCoder:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from helpers.checks import check_boxes, check_number, check_tensor
 
-__all__ = ["box_area", "box_iou", "clip_boxes_to_image", "remove_small_boxes", "nms", "batched_nms"]
+__all__ = ["box_area", "box_iou", "clip_boxes_to_image", "remove_small_boxes", "nms", "nms_loop", "batched_nms"]
 
 NMS_BLOCK = 256
 """Boxes :func:`nms` walks per block: one IoU matrix within the block, one against the later boxes."""
@@ -46,33 +46,18 @@ def box_area(boxes: Tensor) -> Tensor:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
-def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Intersection over union of every pair: ``inter / (area1 + area2 - inter)``.
-
-    The intersection's width is ``min(x2, x2') - max(x1, x1')`` clamped at 0, its height likewise:
-    torchvision's arithmetic in the same order, so the numbers are equal to the last bit (computed
-    one coordinate at a time, which is faster than torchvision's ``[N, M, 2]`` tensors).
-
-    Args:
-        boxes1 (Tensor[N, 4]), boxes2 (Tensor[M, 4]): ``(x1, y1, x2, y2)`` with ``x1 <= x2``, ``y1 <= y2``.
-
-    Returns:
-        Tensor[N, M]
-    """
-    check_boxes(boxes1, "boxes1")
-    check_boxes(boxes2, "boxes2")
-    return _iou(boxes1, boxes2, box_area(boxes1), box_area(boxes2))
-
-
-def _iou(boxes1: Tensor, boxes2: Tensor, area1: Tensor, area2: Tensor) -> Tensor:
-    """:func:`box_iou` without the checks, given the areas (so :func:`nms` computes them once)."""
-    x1, y1, x2, y2 = boxes1.unbind(dim=1)                                       # [N] each
-    u1, v1, u2, v2 = boxes2.unbind(dim=1)                                       # [M] each
-    w = torch.minimum(x2[:, None], u2[None, :]) - torch.maximum(x1[:, None], u1[None, :])  # [N, M]
-    h = torch.minimum(y2[:, None], v2[None, :]) - torch.maximum(y1[:, None], v1[None, :])  # [N, M]
-    inter = w.clamp_(min=0).mul_(h.clamp_(min=0))                               # [N, M]
-    union = area1[:, None] + area2[None, :] - inter                             # [N, M]
-    return inter.div_(union)
+# @export notebooks/05_rpn.ipynb: box_iou (edit the notebook; tools/nb.py export writes this)
+def box_iou(boxes1, boxes2):
+    """Intersection over union of every pair, inter / (area1 + area2 - inter): boxes1[N, 4], boxes2[M, 4]
+    -> [N, M]. torchvision's arithmetic in its order (equal to the last bit), one coordinate at a time."""
+    check_boxes(boxes1, "boxes1"), check_boxes(boxes2, "boxes2")
+    x1, y1, x2, y2 = boxes1.unbind(dim=1)                                              # [N] each
+    u1, v1, u2, v2 = boxes2.unbind(dim=1)                                              # [M] each
+    w = torch.minimum(x2[:, None], u2[None, :]) - torch.maximum(x1[:, None], u1[None, :])   # [N, M]: overlap in x
+    h = torch.minimum(y2[:, None], v2[None, :]) - torch.maximum(y1[:, None], v1[None, :])   # [N, M]: overlap in y
+    inter = w.clamp(min=0) * h.clamp(min=0)                                            # [N, M]
+    return inter / (box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter)
+# @end export box_iou
 
 
 def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
@@ -147,7 +132,6 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, stable=True, descending=True).indices            # [N]
     b = boxes[order]                                                            # [N, 4], by score
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])                            # [N]
     above = _largest_below_or_at(threshold, b.dtype)                            # iou > above <=> iou > threshold
     n = b.shape[0]
     alive = torch.ones(n, dtype=torch.bool, device=b.device)                    # not suppressed yet
@@ -159,7 +143,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
             block = block[alive[start:stop]]                                    # [C] survivors so far
         if block.numel() == 0:
             continue
-        over = _iou(b[block], b[block], area[block], area[block]) > above       # [C, C]
+        over = box_iou(b[block], b[block]) > above                              # [C, C]
         rows = np.packbits(over.cpu().numpy(), axis=1, bitorder="little")       # row r: bit c = over[r, c]
         removed, kept = 0, []                                                   # the greedy walk, in Python
         for r, flags in enumerate(rows):
@@ -170,9 +154,26 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         keep.append(kept_idx)
         if stop < n:                                                            # suppress the later boxes
             rest = torch.arange(stop, n, device=b.device)[alive[stop:]]         # [L] later survivors
-            hit = (_iou(b[kept_idx], b[rest], area[kept_idx], area[rest]) > above).any(dim=0)  # [L]
+            hit = (box_iou(b[kept_idx], b[rest]) > above).any(dim=0)              # [L]
             alive[rest[hit]] = False
     return order[torch.cat(keep)]
+
+
+# @export notebooks/05_rpn.ipynb: nms_loop (edit the notebook; tools/nb.py export writes this)
+def nms_loop(boxes, scores, iou_threshold):
+    """Greedy NMS as a plain loop (the reference for the fast, blocked helpers.boxes.nms): by score, highest
+    first (stable sort: among equal scores the lower index first), keep a box unless a kept box overlaps it
+    with IoU > iou_threshold, compared in float64 as torchvision's CPU kernel does. -> int64 indices."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    suppressed = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+    keep = []
+    for i in order.tolist():
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= box_iou(boxes[i:i + 1], boxes)[0].double() > iou_threshold
+    return torch.tensor(keep, dtype=torch.int64, device=boxes.device)
+# @end export nms_loop
 
 
 def _largest_below_or_at(threshold: float, dtype: torch.dtype) -> Tensor:

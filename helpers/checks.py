@@ -28,6 +28,9 @@ __all__ = [
     "check_list",
     "check_hw",
     "check_positive_numbers",
+    "check_size",
+    "check_paired",
+    "check_indices",
 ]
 
 T = TypeVar("T")
@@ -201,3 +204,38 @@ def check_positive_numbers(value: Any, name: str, integer: bool = False) -> tupl
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must hold finite positive numbers, got {v!r}")
     return tuple(value)
+
+
+def check_size(value: Any, name: str) -> tuple[int, int]:
+    """An output size given as an ``int`` (a square) or a ``(height, width)`` pair, as ``(int, int) >= 1``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be an int or a (height, width) pair, got {value!r}")
+    return check_int(value[0], f"{name} height", minimum=1), check_int(value[1], f"{name} width", minimum=1)
+
+
+def check_paired(first: Tensor, second: Tensor, first_name: str, second_name: str, *, dtype: bool = True) -> None:
+    """Two tensors whose rows go together: the same number of rows and (with ``dtype``) the same dtype."""
+    if first.shape[0] != second.shape[0]:
+        raise ValueError(f"{first_name} and {second_name} must have the same number of rows, "
+                         f"got {first.shape[0]} and {second.shape[0]}")
+    if dtype and first.dtype != second.dtype:
+        raise TypeError(f"{first_name} and {second_name} must have the same dtype, got {first.dtype} and {second.dtype}")
+
+
+def check_indices(value: Any, name: str, size: int, *, length: int | None = None, per: str = "item",
+                  of: str = "items") -> Tensor:
+    """``value`` if it is an integer ``Tensor[P]`` of indices into ``size`` things (each in ``[0, size)``).
+
+    Args:
+        length: require exactly this many indices, one per ``per`` (``"box"``: the message names it).
+        of: what the indices point into, for the message (``"gt_masks"``).
+    """
+    t = check_tensor(value, name, 1, shape="[P]", floating=False)
+    if length is not None and t.shape[0] != length:
+        raise ValueError(f"{name} must hold one index per {per}: {length} of them, got {t.shape[0]} indices")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= size):
+        raise ValueError(f"{name} must lie in [0, {size}) (one of the {size} {of}), "
+                         f"got values from {int(t.min())} to {int(t.max())}")
+    return t

@@ -26,14 +26,14 @@ levels (2 for P2 = feature map ``'0'``, stride 4, ... 5 for P5 = ``'3'``, stride
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from helpers.checks import check_boxes, check_hw, check_int, check_number
+from helpers.checks import check_boxes, check_hw, check_int, check_number, check_size
+from helpers.roi import roi_align
 
 __all__ = [
     "FPN_NAMES",
@@ -44,6 +44,7 @@ __all__ = [
     "feature_size",
     "infer_scale",
     "infer_scales",
+    "check_pyramid_inputs",
     "multiscale_roi_align",
 ]
 
@@ -114,35 +115,16 @@ def raw_levels(boxes: Tensor | Sequence[Tensor], canonical_scale: float = 224, c
     return k0 + torch.log2(s / s0) + torch.tensor(eps, dtype=s.dtype)             # [K]
 
 
-def map_levels(boxes: Tensor | Sequence[Tensor], k_min: int = 2, k_max: int = 5, canonical_scale: float = 224,
-               canonical_level: int = 4, eps: float = 1e-6) -> Tensor:
-    """The FPN level each box is pooled from (eq. 1 of the FPN paper), as torchvision's ``LevelMapper``.
-
-    ``k = clamp(floor(k0 + log2(sqrt(wh) / 224) + eps), k_min, k_max)``.
-
-    torchvision's ``LevelMapper(k_min, k_max)(boxes)`` returns ``k - k_min``, the *index* into
-    the list of pooled feature maps; this function returns the level ``k`` itself, so
-    ``map_levels(b) - 2 == LevelMapper(2, 5)([b])``.
-
-    Args:
-        boxes (Tensor[K, 4] or list of Tensor[K_i, 4]): ``(x1, y1, x2, y2)`` in pixels of the
-            (resized) image the backbone saw; floating point; ``x2 >= x1``, ``y2 >= y1``
-            (a zero-area box goes to ``k_min``).
-        k_min (int): the finest level present (2 for P2, feature map ``'0'``).
-        k_max (int): the coarsest level present (5 for P5, feature map ``'3'``); ``>= k_min``.
-        canonical_scale (float): ``224``.
-        canonical_level (int): ``k0 = 4``.
-        eps (float): ``1e-6``, added after the ``log2``.
-
-    Returns:
-        Tensor[K] (int64): levels in ``[k_min, k_max]``.
-    """
-    k_min = check_int(k_min, "k_min")
-    k_max = check_int(k_max, "k_max")
+# @export notebooks/04_backbone_fpn.ipynb: map_levels (edit the notebook; tools/nb.py export writes this)
+def map_levels(boxes, k_min=2, k_max=5, canonical_scale=224, canonical_level=4, eps=1e-6):
+    """The FPN level each box is pooled from: clamp(floor(k0 + log2(sqrt(wh) / 224) + eps), k_min, k_max),
+    as torchvision's LevelMapper (which returns k - k_min). boxes[K, 4] (or one tensor per image) -> int64 [K]."""
+    k_min, k_max = check_int(k_min, "k_min"), check_int(k_max, "k_max")
     if k_min > k_max:
         raise ValueError(f"k_min must be <= k_max, got k_min={k_min}, k_max={k_max}")
-    raw = raw_levels(boxes, canonical_scale, canonical_level, eps)                # [K]
+    raw = raw_levels(boxes, canonical_scale, canonical_level, eps)                # [K]: k0 + log2(sqrt(wh) / 224) + eps
     return torch.clamp(torch.floor(raw), min=k_min, max=k_max).to(torch.int64)    # [K]
+# @end export map_levels
 
 
 # -- strides and scales -------------------------------------------------------------------------
@@ -219,40 +201,19 @@ def infer_scales(features: Sequence[Tensor], image_shapes: Sequence[Sequence[int
 
 
 # -- multi-scale RoIAlign -------------------------------------------------------------------------
-def multiscale_roi_align(features: Mapping[str, Tensor], boxes: Sequence[Tensor],
-                         image_shapes: Sequence[Sequence[int]], output_size: int | Sequence[int] = 7,
-                         sampling_ratio: int = 2, featmap_names: Sequence[str] = ("0", "1", "2", "3"), *,
-                         canonical_scale: float = 224, canonical_level: int = 4) -> Tensor:
-    """RoIAlign from the pyramid level that suits each box: torchvision's ``MultiScaleRoIAlign``.
-
-    Steps: keep the maps named in ``featmap_names`` (in the order of ``features``), infer each
-    one's scale from its shape (:func:`infer_scales`), give each box a level (:func:`map_levels`
-    with ``k_min``, ``k_max`` from those scales), and run :func:`helpers.roi.roi_align` once per
-    level with ``spatial_scale = 2 ** -level`` and ``aligned=False`` (torchvision's choice for
-    Faster/Mask R-CNN). With a single map every box uses it and no level is computed.
-
-    Unlike torchvision's module, nothing is cached between calls (the module keeps the scales it
-    inferred on its first call), and a name missing from ``features`` is an error rather than
-    silently skipped.
+def check_pyramid_inputs(features: Mapping[str, Tensor], boxes: Sequence[Tensor],
+                         featmap_names: Sequence[str] = ("0", "1", "2", "3")) -> tuple[list[Tensor], Tensor]:
+    """The argument checks of :func:`multiscale_roi_align`; returns the maps it pools from and all boxes.
 
     Args:
-        features (Mapping[str, Tensor[N, C, H_l, W_l]]): the backbone's output, e.g. ``'0'..'3'``
-            and ``'pool'``; the selected maps must share ``N`` and ``C`` and be consecutive levels.
-        boxes (list of Tensor[K_i, 4]): one tensor per image (``N`` of them), ``(x1, y1, x2, y2)``
-            in pixels of the resized image, floating point.
-        image_shapes (list of (H, W)): each image's size before padding (at least one).
-        output_size (int or (int, int)): ``(PH, PW)`` of the pooled features (7 for the box head).
-        sampling_ratio (int): samples per bin side (2 in Mask R-CNN; ``<= 0`` adaptive).
-        featmap_names (sequence of str): which maps to pool from (torchvision: ``'0'..'3'``,
-            never ``'pool'``).
-        canonical_scale (float): 224.
-        canonical_level (int): 4.
+        features (Mapping[str, Tensor[N, C, H_l, W_l]]): the backbone's output.
+        boxes (list of Tensor[K_i, 4]): one tensor per image (``N`` of them), the dtype of the features.
+        featmap_names (sequence of str): the maps to pool from; each must be in ``features``.
 
     Returns:
-        Tensor[sum K_i, C, PH, PW]: rows in the order of the concatenated boxes.
+        (maps, all_boxes): the maps named in ``featmap_names``, in the order of ``features``
+        (torchvision's order), sharing ``N`` and ``C``; and ``Tensor[sum K_i, 4]``.
     """
-    from helpers.roi import roi_align  # the rebuilt RoIAlign of notebook 02
-
     if not isinstance(features, Mapping):
         raise TypeError(f"features must be a mapping name -> Tensor[N, C, H, W], got {type(features).__name__}")
     if isinstance(featmap_names, str) or not isinstance(featmap_names, Sequence) or len(featmap_names) == 0:
@@ -260,50 +221,48 @@ def multiscale_roi_align(features: Mapping[str, Tensor], boxes: Sequence[Tensor]
     missing = [n for n in featmap_names if n not in features]
     if missing:
         raise ValueError(f"featmap_names {missing} not in features (which has {list(features)})")
-    selected = [features[k] for k in features if k in featmap_names]               # torchvision's order
-    for name, f in ((k, features[k]) for k in features if k in featmap_names):
+    names = [k for k in features if k in featmap_names]                            # torchvision's order
+    for name in names:
+        f = features[name]
         if not isinstance(f, Tensor) or f.dim() != 4:
             raise ValueError(f"features[{name!r}] must be a Tensor[N, C, H, W], got "
                              f"{tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__}")
-    n, c = selected[0].shape[:2]
-    if any(f.shape[:2] != selected[0].shape[:2] for f in selected):
-        raise ValueError(f"the selected feature maps must share N and C, got {[tuple(f.shape) for f in selected]}")
+    maps = [features[k] for k in names]
+    if any(f.shape[:2] != maps[0].shape[:2] for f in maps):
+        raise ValueError(f"the selected feature maps must share N and C, got {[tuple(f.shape) for f in maps]}")
     if isinstance(boxes, Tensor) or not isinstance(boxes, (list, tuple)):
         raise TypeError(f"boxes must be a list of Tensor[K_i, 4], one per image, got {type(boxes).__name__}")
-    if len(boxes) != n:
-        raise ValueError(f"boxes must hold one Tensor[K_i, 4] per image: features have N={n}, got {len(boxes)}")
+    if len(boxes) != maps[0].shape[0]:
+        raise ValueError(f"boxes must hold one Tensor[K_i, 4] per image: features have N={maps[0].shape[0]}, "
+                         f"got {len(boxes)}")
     all_boxes = _concat_boxes(boxes)                                                # [K, 4]
-    if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
-        output_size = (int(output_size), int(output_size))
-    if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
-        raise TypeError(f"output_size must be an int or a (height, width) pair, got {output_size!r}")
-    output_size = (check_int(output_size[0], "output_size height", minimum=1),
-                   check_int(output_size[1], "output_size width", minimum=1))
-    sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
+    if all_boxes.dtype != maps[0].dtype:
+        raise TypeError(f"boxes must have the dtype of the features ({maps[0].dtype}), got {all_boxes.dtype}")
+    return maps, all_boxes
 
-    scales, k_min, k_max = infer_scales(selected, image_shapes)
-    if all_boxes.dtype != selected[0].dtype:
-        raise TypeError(f"boxes must have the dtype of the features ({selected[0].dtype}), got {all_boxes.dtype}")
-    device = selected[0].device
-    ids = torch.cat([torch.full((len(b), 1), float(i), dtype=all_boxes.dtype, device=device)
-                     for i, b in enumerate(boxes)])                                  # [K, 1]
-    rois = torch.cat([ids, all_boxes.to(device)], dim=1)                                       # [K, 5] (image index, box)
 
-    if len(selected) == 1:
-        return roi_align(selected[0], rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
-
-    if k_max - k_min + 1 != len(selected) or any(
-            abs(s - 2.0 ** -(k_min + i)) > 0 for i, s in enumerate(scales)):
+# @export notebooks/04_backbone_fpn.ipynb: multiscale_roi_align (edit the notebook; tools/nb.py export writes this)
+def multiscale_roi_align(features, boxes, image_shapes, output_size=7, sampling_ratio=2,
+                         featmap_names=("0", "1", "2", "3"), *, canonical_scale=224, canonical_level=4):
+    """RoIAlign from the pyramid level that suits each box: torchvision's MultiScaleRoIAlign.
+    features {name: [N, C, H_l, W_l]}, boxes: one Tensor[K_i, 4] per image, image_shapes: each image's (H, W)
+    before padding -> Tensor[sum K_i, C, PH, PW], rows in the order of the boxes."""
+    maps, all_boxes = check_pyramid_inputs(features, boxes, featmap_names)        # the maps, finest first; [K, 4]
+    output_size, sampling_ratio = check_size(output_size, "output_size"), check_int(sampling_ratio, "sampling_ratio")
+    scales, k_min, k_max = infer_scales(maps, image_shapes)                       # 2^round(log2(H_l / H)): 1/4 .. 1/32
+    ids = torch.cat([torch.full((len(b), 1), float(i), dtype=all_boxes.dtype, device=maps[0].device)
+                     for i, b in enumerate(boxes)])                               # [K, 1]: the image of each box
+    rois = torch.cat([ids, all_boxes.to(maps[0].device)], dim=1)                  # [K, 5]
+    if len(maps) == 1:                                                            # one map: every box uses it
+        return roi_align(maps[0], rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
+    if scales != [2.0 ** -(k_min + i) for i in range(len(maps))]:
         raise ValueError(f"the selected feature maps must be consecutive pyramid levels (each half the size of "
                          f"the previous); inferred scales {scales}")
     levels = map_levels(all_boxes, k_min, k_max, canonical_scale, canonical_level)  # [K]
-
-    result = torch.zeros((len(rois), c) + output_size, dtype=selected[0].dtype, device=device)  # [K, C, PH, PW]
-    for index, (feature, scale) in enumerate(zip(selected, scales)):
-        idx = torch.where(levels == k_min + index)[0]                              # boxes of this level
-        if idx.numel() == 0:
-            continue
-        pooled = roi_align(feature, rois[idx], output_size, spatial_scale=scale,
-                           sampling_ratio=sampling_ratio)                          # [K_l, C, PH, PW]
-        result[idx] = pooled.to(result.dtype)
-    return result
+    out = maps[0].new_zeros((len(rois), maps[0].shape[1]) + output_size)          # [K, C, PH, PW]
+    for i, (f, scale) in enumerate(zip(maps, scales)):
+        idx = torch.where(levels == k_min + i)[0]                                 # the boxes of level k_min + i
+        if len(idx):
+            out[idx] = roi_align(f, rois[idx], output_size, spatial_scale=scale, sampling_ratio=sampling_ratio)
+    return out
+# @end export multiscale_roi_align

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from helpers.checks import check_boxes, check_int, check_list, check_tensor
+from helpers.checks import check_boxes, check_indices, check_int, check_list, check_tensor
 from helpers.roi import roi_align
 
 __all__ = [
@@ -198,37 +198,19 @@ class MaskHead(nn.Module):
 
 # -- 2. targets ------------------------------------------------------------------------------------
 
-def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, M: int) -> Tensor:
-    """Crop each matched ground-truth mask to its proposal and resample it to ``M x M`` (the targets).
-
-    Exactly torchvision's recipe: ``roi_align(gt_masks[:, None].float(), rois, (M, M), 1.0)`` with the
-    default ``sampling_ratio=-1`` (adaptive) and legacy ``aligned=False``, where ``rois`` pairs each
-    proposal with the index of its matched mask. Computed with :func:`helpers.roi.roi_align`.
-
-    Args:
-        gt_masks (Tensor[G, H, W]): binary masks of one image (any dtype; 0/1 values).
-        boxes (Tensor[P, 4]): proposals ``(x1, y1, x2, y2)`` in image pixels, floating point.
-        matched_idxs (Tensor[P]): for each proposal, the index in ``[0, G)`` of its mask.
-        M: the side of the targets (28 in Mask R-CNN).
-
-    Returns:
-        Tensor[P, M, M]: soft targets in ``[0, 1]``, in ``boxes.dtype``.
-    """
+# @export notebooks/07_mask_head.ipynb: project_masks_on_boxes (edit the notebook; tools/nb.py export writes this)
+def project_masks_on_boxes(gt_masks, boxes, matched_idxs, M):
+    """The mask targets: each proposal's matched ground-truth mask, cropped to the proposal and resampled to
+    M x M by RoIAlign (spatial_scale 1, adaptive sampling, legacy aligned=False), torchvision's recipe.
+    gt_masks[G, H, W], boxes[P, 4], matched_idxs[P] in [0, G) -> soft targets [P, M, M] in boxes.dtype."""
     gt_masks = check_tensor(gt_masks, "gt_masks", 3, shape="[G, H, W]")
     boxes = check_boxes(boxes, "boxes", finite=True, ordered=True)
-    matched_idxs = check_tensor(matched_idxs, "matched_idxs", 1, shape="[P]", floating=False)
+    matched_idxs = check_indices(matched_idxs, "matched_idxs", len(gt_masks), length=len(boxes), per="box", of="gt_masks")
     M = check_int(M, "M", minimum=1)
-    if matched_idxs.shape[0] != boxes.shape[0]:
-        raise ValueError(f"matched_idxs must hold one index per box: {boxes.shape[0]} boxes, "
-                         f"{matched_idxs.shape[0]} indices")
-    if matched_idxs.numel() and (int(matched_idxs.min()) < 0 or int(matched_idxs.max()) >= gt_masks.shape[0]):
-        raise ValueError(f"matched_idxs must lie in [0, {gt_masks.shape[0]}) (one of the {gt_masks.shape[0]} "
-                         f"gt_masks), got values from {int(matched_idxs.min())} to {int(matched_idxs.max())}")
-    if boxes.shape[0] == 0:
-        return boxes.new_zeros((0, M, M))
-    rois = torch.cat([matched_idxs.to(boxes)[:, None], boxes], dim=1)  # [P, 5]: (mask index, x1, y1, x2, y2)
-    masks = gt_masks[:, None].to(rois)  # [G, 1, H, W]
-    return roi_align(masks, rois, (M, M), 1.0)[:, 0]  # [P, M, M]
+    rois = torch.cat([matched_idxs[:, None].to(boxes), boxes], dim=1)  # [P, 5]: (mask index, x1, y1, x2, y2)
+    masks = gt_masks[:, None].to(boxes)                                 # [G, 1, H, W]: a batch of G images
+    return roi_align(masks, rois, (M, M), spatial_scale=1.0, sampling_ratio=-1, aligned=False)[:, 0]  # [P, M, M]
+# @end export project_masks_on_boxes
 
 
 # -- 3. the loss -----------------------------------------------------------------------------------

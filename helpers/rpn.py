@@ -55,7 +55,7 @@ __all__ = [
     "MASK_RCNN_ANCHOR_SIZES", "MASK_RCNN_ASPECT_RATIOS",
     "cell_anchors", "grid_anchors", "AnchorGenerator",
     "BELOW_LOW_THRESHOLD", "BETWEEN_THRESHOLDS", "match_anchors", "assign_targets_to_anchors",
-    "sample_balanced", "concat_box_prediction_layers",
+    "sample_one_image", "sample_balanced", "concat_box_prediction_layers",
     "binary_cross_entropy_with_logits", "smooth_l1_loss", "rpn_loss",
     "filter_proposals",
     "RegionProposalNetwork",
@@ -76,50 +76,27 @@ BETWEEN_THRESHOLDS = -2
 
 # -- anchors ---------------------------------------------------------------------------------------
 
-def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float], dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu") -> Tensor:
-    """The zero-centred anchors of one feature-map cell, rounded as torchvision rounds them.
-
-    For every ratio ``r`` (height / width) and size ``s``: width ``s / sqrt(r)``, height ``s * sqrt(r)``
-    (so the area stays ``s**2``), corners ``(-w/2, -h/2, w/2, h/2)``, then **rounded** to integers
-    with ``torch.round`` (halves to even). The rounding moves areas and ratios a little: size 32,
-    ratio 0.5 becomes 46 x 22 instead of 45.25 x 22.63.
-
-    Args:
-        sizes (tuple of positive numbers): anchor sizes (square-root of the area) in pixels.
-        aspect_ratios (tuple of positive numbers): height / width ratios.
-        dtype, device: of the result (the arithmetic runs in ``dtype``, as in torchvision).
-
-    Returns:
-        Tensor[len(aspect_ratios) * len(sizes), 4]: ratio-major: all sizes of the first ratio, then...
-    """
-    sizes = check_positive_numbers(sizes, "sizes")
-    aspect_ratios = check_positive_numbers(aspect_ratios, "aspect_ratios")
-    scales = torch.as_tensor(sizes, dtype=dtype, device=device)                 # [S]
-    ratios = torch.as_tensor(aspect_ratios, dtype=dtype, device=device)         # [R]
-    h_ratios = torch.sqrt(ratios)                                               # [R]
-    w_ratios = 1 / h_ratios                                                     # [R]
-    ws = (w_ratios[:, None] * scales[None, :]).reshape(-1)                      # [R*S]
-    hs = (h_ratios[:, None] * scales[None, :]).reshape(-1)                      # [R*S]
-    base = torch.stack([-ws, -hs, ws, hs], dim=1) / 2                           # [R*S, 4]
-    return base.round()
+# @export notebooks/05_rpn.ipynb: cell_anchors (edit the notebook; tools/nb.py export writes this)
+def cell_anchors(sizes, aspect_ratios, dtype=torch.float32, device="cpu"):
+    """The zero-centred anchors of one feature-map cell: for every ratio r = h / w and size s, a box
+    s / sqrt(r) wide and s * sqrt(r) tall, corners rounded as torchvision rounds them (torch.round,
+    halves to even). -> Tensor[R*S, 4], ratio-major."""
+    sizes, aspect_ratios = check_positive_numbers(sizes, "sizes"), check_positive_numbers(aspect_ratios, "aspect_ratios")
+    scales = torch.as_tensor(sizes, dtype=dtype, device=device)           # [S]
+    ratios = torch.as_tensor(aspect_ratios, dtype=dtype, device=device)   # [R]
+    h_ratios = torch.sqrt(ratios)
+    w_ratios = 1 / h_ratios
+    ws = (w_ratios[:, None] * scales[None, :]).reshape(-1)                # [R*S], ratio-major
+    hs = (h_ratios[:, None] * scales[None, :]).reshape(-1)
+    return (torch.stack([-ws, -hs, ws, hs], dim=1) / 2).round()           # [R*S, 4]
+# @end export cell_anchors
 
 
-def grid_anchors(grid_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]],
-                 cell_anchors_per_level: Sequence[Tensor]) -> list[Tensor]:
-    """Slide each level's cell anchors over its feature map.
-
-    The anchor of cell ``(y, x)`` on a level with stride ``(sy, sx)`` is the cell anchor shifted by
-    ``(x * sx, y * sy)``: centres on a grid starting at the image's origin.
-
-    Args:
-        grid_sizes (list of (H_l, W_l)): feature-map size per level.
-        strides (list of (stride_y, stride_x)): pixels per feature-map cell, per level (ints).
-        cell_anchors_per_level (list of Tensor[A_l, 4]): from :func:`cell_anchors`.
-
-    Returns:
-        list of Tensor[H_l * W_l * A_l, 4]: ordered row ``y``, column ``x``, anchor ``a``.
-    """
+# @export notebooks/05_rpn.ipynb: grid_anchors (edit the notebook; tools/nb.py export writes this)
+def grid_anchors(grid_sizes, strides, cell_anchors_per_level):
+    """Each level's cell anchors slid over its feature map: on a level of stride (sy, sx) the anchors of
+    cell (y, x) are shifted by (x * sx, y * sy). One entry per level: grid_sizes (H_l, W_l), strides
+    (sy, sx), cell anchors [A_l, 4] -> list of Tensor[H_l * W_l * A_l, 4], ordered row y, column x, anchor a."""
     if not (len(grid_sizes) == len(strides) == len(cell_anchors_per_level)):
         raise ValueError(f"grid_sizes, strides and cell_anchors_per_level must have one entry per level, "
                          f"got {len(grid_sizes)}, {len(strides)} and {len(cell_anchors_per_level)}")
@@ -128,14 +105,15 @@ def grid_anchors(grid_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence
         if len(size) != 2 or len(stride) != 2:
             raise ValueError(f"grid_sizes[{level}] and strides[{level}] must be pairs (y, x), got {size} and {stride}")
         check_boxes(base, f"cell_anchors_per_level[{level}]")
-        (grid_h, grid_w), (stride_h, stride_w) = size, stride
-        shifts_x = torch.arange(0, int(grid_w), dtype=torch.int32, device=base.device) * int(stride_w)  # [W]
-        shifts_y = torch.arange(0, int(grid_h), dtype=torch.int32, device=base.device) * int(stride_h)  # [H]
-        shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")    # [H, W] each
-        shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)             # [H*W]
-        shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)       # [H*W, 4]
-        anchors.append((shifts[:, None, :] + base[None, :, :]).reshape(-1, 4))  # [H*W*A, 4]
+        (gh, gw), (sh, sw) = size, stride
+        ys = torch.arange(0, int(gh), dtype=torch.int32, device=base.device) * int(sh)   # [gh]
+        xs = torch.arange(0, int(gw), dtype=torch.int32, device=base.device) * int(sw)   # [gw]
+        ys, xs = torch.meshgrid(ys, xs, indexing="ij")                                   # [gh, gw] each
+        xs, ys = xs.reshape(-1), ys.reshape(-1)                                          # [gh*gw]
+        shifts = torch.stack([xs, ys, xs, ys], dim=1)                                    # [gh*gw, 4]
+        anchors.append((shifts[:, None, :] + base[None, :, :]).reshape(-1, 4))           # [gh*gw*A, 4]
     return anchors
+# @end export grid_anchors
 
 
 class AnchorGenerator(nn.Module):
@@ -201,49 +179,31 @@ class AnchorGenerator(nn.Module):
 
 # -- IoU and matching -----------------------------------------------------------------------------
 
-def match_anchors(match_quality_matrix: Tensor, high_threshold: float = 0.7, low_threshold: float = 0.3,
-                  allow_low_quality_matches: bool = True) -> Tensor:
-    """Give each anchor the index of its best ground-truth box, or a negative code.
-
-    - best IoU ``>= high_threshold``: the index of that box (foreground);
-    - best IoU ``< low_threshold``: :data:`BELOW_LOW_THRESHOLD` (-1, background);
-    - in between: :data:`BETWEEN_THRESHOLDS` (-2, ignored by the loss).
-
-    With ``allow_low_quality_matches`` every ground-truth box also claims the anchor(s) that
-    overlap it most, *ties included*, even when that IoU is below ``high_threshold``: so no object is
-    left without a positive anchor. Such an anchor is matched to *its own* best box (which may be
-    another box than the one that claimed it, exactly as in torchvision).
-
-    Args:
-        match_quality_matrix (Tensor[M, N]): IoU of M ground-truth boxes with N anchors.
-        high_threshold, low_threshold (float): ``0 <= low <= high``.
-        allow_low_quality_matches (bool): see above.
-
-    Returns:
-        Tensor[N] int64: a box index in ``[0, M)`` or -1 / -2.
-    """
-    if not isinstance(match_quality_matrix, Tensor) or match_quality_matrix.dim() != 2:
+# @export notebooks/05_rpn.ipynb: match_anchors (edit the notebook; tools/nb.py export writes this)
+def match_anchors(match_quality_matrix, high_threshold=0.7, low_threshold=0.3, allow_low_quality_matches=True):
+    """For each anchor, the index of its best ground-truth box, or BELOW_LOW_THRESHOLD (-1, background) or
+    BETWEEN_THRESHOLDS (-2, ignored): torchvision's Matcher. match_quality_matrix[M boxes, N anchors] of
+    IoUs -> int64 [N]. allow_low_quality_matches: every box also claims its best anchor(s), ties included."""
+    if not isinstance(match_quality_matrix, torch.Tensor) or match_quality_matrix.dim() != 2:
         raise TypeError("match_quality_matrix must be a Tensor[M, N] (M ground-truth boxes, N anchors)")
-    high = check_number(high_threshold, "high_threshold")
-    low = check_number(low_threshold, "low_threshold")
+    high, low = check_number(high_threshold, "high_threshold"), check_number(low_threshold, "low_threshold")
     if low > high:
         raise ValueError(f"low_threshold ({low}) must be <= high_threshold ({high})")
     if not isinstance(allow_low_quality_matches, bool):
         raise TypeError("allow_low_quality_matches must be a bool")
-    if match_quality_matrix.shape[0] == 0:
-        raise ValueError("No ground-truth boxes available for one of the images during training")
-    if match_quality_matrix.shape[1] == 0:
-        raise ValueError("No proposal boxes available for one of the images during training")
-
-    matched_vals, matches = match_quality_matrix.max(dim=0)                     # [N], [N]
-    all_matches = matches.clone()                                               # [N]
-    matches[matched_vals < low] = BELOW_LOW_THRESHOLD
-    matches[(matched_vals >= low) & (matched_vals < high)] = BETWEEN_THRESHOLDS
+    if 0 in match_quality_matrix.shape:
+        raise ValueError(f"No {'ground-truth' if match_quality_matrix.shape[0] == 0 else 'proposal'} boxes "
+                         f"available for one of the images during training")
+    best_iou, best_gt = match_quality_matrix.max(dim=0)                     # per anchor: best box and its IoU
+    matches = best_gt.clone()
+    matches[best_iou < low] = BELOW_LOW_THRESHOLD                           # -1: background
+    matches[(best_iou >= low) & (best_iou < high)] = BETWEEN_THRESHOLDS     # -2: ignored
     if allow_low_quality_matches:
-        best_per_gt = match_quality_matrix.max(dim=1).values                    # [M]
-        _, anchor_idx = torch.where(match_quality_matrix == best_per_gt[:, None])  # pairs, ties included
-        matches[anchor_idx] = all_matches[anchor_idx]
+        best_per_gt = match_quality_matrix.max(dim=1).values                # per box: its best IoU with any anchor
+        _, claimed = torch.where(match_quality_matrix == best_per_gt[:, None])   # every (box, anchor) pair at that value
+        matches[claimed] = best_gt[claimed]                                 # the anchor takes ITS best box
     return matches
+# @end export match_anchors
 
 
 def _gt_boxes_of(target: Any, i: int) -> Tensor:
@@ -294,6 +254,20 @@ def assign_targets_to_anchors(anchors: Sequence[Tensor], targets: Sequence[Mappi
 
 # -- sampling ---------------------------------------------------------------------------------------
 
+# @export notebooks/05_rpn.ipynb: sample_one_image (edit the notebook; tools/nb.py export writes this)
+def sample_one_image(labels, batch_size_per_image=256, positive_fraction=0.5):
+    """One image's draw of torchvision's BalancedPositiveNegativeSampler: labels[A] (1 positive, 0 negative,
+    -1 ignored) -> (indices of the sampled positives, of the sampled negatives), positives drawn first."""
+    positive = torch.where(labels >= 1)[0]
+    negative = torch.where(labels == 0)[0]
+    num_pos = min(positive.numel(), int(batch_size_per_image * positive_fraction))
+    num_neg = min(negative.numel(), batch_size_per_image - num_pos)
+    pos = positive[torch.randperm(positive.numel(), device=positive.device)[:num_pos]]
+    neg = negative[torch.randperm(negative.numel(), device=negative.device)[:num_neg]]
+    return pos, neg
+# @end export sample_one_image
+
+
 def sample_balanced(labels: Sequence[Tensor], batch_size_per_image: int = 256,
                     positive_fraction: float = 0.5) -> tuple[list[Tensor], list[Tensor]]:
     """Pick at most ``batch_size_per_image`` anchors per image, at most a ``positive_fraction`` of them positive.
@@ -302,7 +276,9 @@ def sample_balanced(labels: Sequence[Tensor], batch_size_per_image: int = 256,
     ``num_neg = min(#negatives, batch_size_per_image - num_pos)`` (negatives fill the places that
     positives leave free). Which ones: the first ``num_pos`` of ``torch.randperm(#positives)`` and the
     first ``num_neg`` of ``torch.randperm(#negatives)``, drawn in that order, image by image, from
-    torch's global generator: seed it, and the draw is torchvision's draw.
+    torch's global generator: seed it, and the draw is torchvision's draw. Each image's draw is
+    :func:`sample_one_image` (notebook 05); this function checks the arguments and turns its indices
+    into torchvision's masks.
 
     Args:
         labels (list of Tensor[A]): per anchor ``>= 1`` positive, ``0`` negative, ``-1`` ignored.
@@ -320,16 +296,11 @@ def sample_balanced(labels: Sequence[Tensor], batch_size_per_image: int = 256,
     for i, labels_i in enumerate(labels):
         if not isinstance(labels_i, Tensor) or labels_i.dim() != 1:
             raise ValueError(f"labels[{i}] must be a Tensor[A]")
-        positive = torch.where(labels_i >= 1)[0]
-        negative = torch.where(labels_i == 0)[0]
-        num_pos = min(positive.numel(), int(batch * fraction))
-        num_neg = min(negative.numel(), batch - num_pos)
-        perm_pos = torch.randperm(positive.numel(), device=positive.device)[:num_pos]
-        perm_neg = torch.randperm(negative.numel(), device=negative.device)[:num_neg]
+        pos, neg = sample_one_image(labels_i, batch, fraction)                  # indices, drawn in that order
         pos_mask = torch.zeros_like(labels_i, dtype=torch.uint8)
         neg_mask = torch.zeros_like(labels_i, dtype=torch.uint8)
-        pos_mask[positive[perm_pos]] = 1
-        neg_mask[negative[perm_neg]] = 1
+        pos_mask[pos] = 1
+        neg_mask[neg] = 1
         pos_masks.append(pos_mask)
         neg_masks.append(neg_mask)
     return pos_masks, neg_masks
@@ -337,17 +308,10 @@ def sample_balanced(labels: Sequence[Tensor], batch_size_per_image: int = 256,
 
 # -- head outputs and losses ----------------------------------------------------------------------
 
-def concat_box_prediction_layers(box_cls: Sequence[Tensor], box_regression: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """Flatten the head's per-level maps into the anchors' order and stack all images.
-
-    Args:
-        box_cls (list of Tensor[N, A*C, H_l, W_l]): objectness logits (C = 1 for the RPN).
-        box_regression (list of Tensor[N, A*4, H_l, W_l]): deltas.
-
-    Returns:
-        Tensor[N * sum_l H_l W_l A, C] and Tensor[N * sum_l H_l W_l A, 4]: image-major, then level,
-        row, column, anchor: the order of :func:`grid_anchors`.
-    """
+# @export notebooks/05_rpn.ipynb: concat_box_prediction_layers (edit the notebook; tools/nb.py export writes this)
+def concat_box_prediction_layers(box_cls, box_regression):
+    """The head's per-level maps box_cls[N, A*C, H, W] (C = 1 for the RPN) and box_regression[N, A*4, H, W]
+    flattened into the anchors' order (image, level, row, column, anchor) -> [N * sum HWA, C], [N * sum HWA, 4]."""
     if len(box_cls) != len(box_regression) or len(box_cls) == 0:
         raise ValueError(f"box_cls and box_regression must hold one tensor per level, "
                          f"got {len(box_cls)} and {len(box_regression)}")
@@ -358,45 +322,31 @@ def concat_box_prediction_layers(box_cls: Sequence[Tensor], box_regression: Sequ
             raise ValueError(f"level {level}: box_cls must be [N, A*C, H, W] and box_regression [N, A*4, H, W] "
                              f"with the same N, H, W; got {tuple(cls.shape)} and {tuple(reg.shape)}")
         n, axc, h, w = cls.shape
-        a = reg.shape[1] // 4
+        a = reg.shape[1] // 4                                                  # anchors per cell
         if a == 0 or axc % a:
             raise ValueError(f"level {level}: box_cls has {axc} channels, not a multiple of {a} anchors")
-        c = axc // a
+        c = axc // a                                                           # classes (1 for the RPN)
         cls_flat.append(cls.view(n, a, c, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, c))   # [N, H*W*A, C]
         reg_flat.append(reg.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4))   # [N, H*W*A, 4]
     return torch.cat(cls_flat, dim=1).flatten(0, -2), torch.cat(reg_flat, dim=1).reshape(-1, 4)
+# @end export concat_box_prediction_layers
 
 
-def binary_cross_entropy_with_logits(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean of ``-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))]``, in the stable form
-    ``(1 - y) x - log sigmoid(x)`` with ``log sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``.
-
-    Args:
-        logits (Tensor[K]), targets (Tensor[K]) in ``[0, 1]``.
-
-    Returns:
-        Tensor[] (NaN for K = 0, like torch's mean over nothing).
-    """
+# @export notebooks/05_rpn.ipynb: binary_cross_entropy_with_logits (edit the notebook; tools/nb.py export writes this)
+def binary_cross_entropy_with_logits(logits, targets):
+    """Mean of -[y log s(x) + (1 - y) log(1 - s(x))] over logits x and targets y in [0, 1] (s = sigmoid),
+    written stably as (1 - y) x - log s(x) with log s(x) = min(x, 0) - log1p(exp(-|x|)). NaN for none."""
     log_sigmoid = torch.clamp(logits, max=0) - torch.log1p(torch.exp(-logits.abs()))   # [K]
     return ((1 - targets) * logits - log_sigmoid).mean()
 
 
-def smooth_l1_loss(input: Tensor, target: Tensor, beta: float = 1.0 / 9) -> Tensor:
-    """Sum of ``0.5 z**2 / beta`` where ``z = |input - target| < beta``, else ``z - 0.5 beta``.
-
-    Quadratic near zero (gradients shrink as the error does), linear far away (a bad anchor cannot
-    blow up the gradient). ``beta = 1/9`` is torchvision's choice for the RPN.
-
-    Args:
-        input, target (Tensor[K, 4]).
-        beta (float): > 0.
-
-    Returns:
-        Tensor[] (the sum, not the mean).
-    """
+def smooth_l1_loss(input, target, beta=1.0 / 9):
+    """Sum of 0.5 z**2 / beta where z = |input - target| < beta, else z - 0.5 beta: quadratic near zero,
+    linear far away (beta = 1/9 for the RPN). The sum, not the mean."""
     beta = check_number(beta, "beta", 0.0, minimum_open=True)
     z = (input - target).abs()
     return torch.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta).sum()
+# @end export binary_cross_entropy_with_logits
 
 
 def rpn_loss(objectness: Tensor, pred_bbox_deltas: Tensor, labels: Sequence[Tensor],

@@ -112,6 +112,34 @@ def test_nms_small_blocks_hypothesis(seed, n, block, threshold, tie_scores):
         B.NMS_BLOCK = saved
 
 
+@settings(deadline=None, max_examples=80)
+@given(seed=st.integers(0, 100_000), n=st.integers(0, 300), block=st.sampled_from([3, 16, 256]),
+       threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0, 1 / 3]), tie_scores=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_nms_equals_nms_loop(seed, n, block, threshold, tie_scores, dtype):
+    """The fast blocked nms against notebook 05's plain greedy loop (its reference, exported as nms_loop):
+    integer boxes with exact IoU ties and identical boxes, scores with ties, IoU exactly at 1/3."""
+    rng = np.random.default_rng(seed)
+    boxes = integer_boxes(rng, n, 20, 10).to(dtype)
+    scores = torch.as_tensor(rng.choice([0.2, 0.5, 0.9], size=n) if tie_scores else rng.random(n), dtype=dtype)
+    saved, B.NMS_BLOCK = B.NMS_BLOCK, block
+    try:
+        assert torch.equal(B.nms(boxes, scores, threshold), B.nms_loop(boxes, scores, threshold))
+    finally:
+        B.NMS_BLOCK = saved
+
+
+def test_nms_loop_by_hand():
+    """The toy case of notebook 05: ties in score go to the lower index; IoU 1/3 in float32 is above 1/3."""
+    boxes = torch.tensor([[10.0, 10, 50, 50], [12, 12, 52, 52], [10, 10, 50, 50], [60, 10, 100, 50],
+                          [30, 10, 70, 50], [40, 60, 80, 100]])
+    scores = torch.tensor([0.6, 0.9, 0.9, 0.8, 0.7, 0.3])
+    assert B.nms_loop(boxes, scores, 0.5).tolist() == [1, 3, 4, 5]
+    assert B.nms_loop(boxes, scores, 0.3).tolist() == [1, 3, 5]
+    assert B.nms_loop(boxes[[0, 4]], torch.tensor([1.0, 0.5]), 1 / 3).tolist() == [0]
+    assert B.nms_loop(torch.zeros(0, 4), torch.zeros(0), 0.5).tolist() == []
+
+
 @pytest.mark.parametrize("n", [255, 256, 257, 700, 2000])
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
 def test_nms_several_blocks_equal_to_torchvision(n, threshold):
