@@ -830,10 +830,10 @@ def roi_align_padded(input, boxes, output_size, spatial_scale=1.0, sampling_rati
     else:
         grid_w, grid_h = torch.ceil(roi_w / PW).long(), torch.ceil(roi_h / PH).long()
     GH, GW = int(grid_h.max()), int(grid_w.max())                            # pad to the largest grid
-    iy, ix = torch.arange(GH), torch.arange(GW)
-    y = (y1[:, None, None] + torch.arange(PH)[None, :, None] * bin_h[:, None, None]
+    iy, ix = torch.arange(GH, device=input.device), torch.arange(GW, device=input.device)
+    y = (y1[:, None, None] + torch.arange(PH, device=input.device)[None, :, None] * bin_h[:, None, None]
          + (iy + 0.5) * bin_h[:, None, None] / grid_h.clamp(min=1)[:, None, None])   # [K, PH, GH]
-    x = (x1[:, None, None] + torch.arange(PW)[None, :, None] * bin_w[:, None, None]
+    x = (x1[:, None, None] + torch.arange(PW, device=input.device)[None, :, None] * bin_w[:, None, None]
          + (ix + 0.5) * bin_w[:, None, None] / grid_w.clamp(min=1)[:, None, None])   # [K, PW, GW]
     y_lo, y_hi, ly, y_ok = axis_rule(y, H)                                   # [K, PH, GH] each
     x_lo, x_hi, lx, x_ok = axis_rule(x, W)                                   # [K, PW, GW] each
@@ -848,12 +848,12 @@ def roi_align_padded(input, boxes, output_size, spatial_scale=1.0, sampling_rati
     values = (wy(1 - ly) * wx(1 - lx) * pixels(y_lo, x_lo) + wy(1 - ly) * wx(lx) * pixels(y_lo, x_hi)
               + wy(ly) * wx(1 - lx) * pixels(y_hi, x_lo) + wy(ly) * wx(lx) * pixels(y_hi, x_hi))
     inside = wy(y_ok) & wx(x_ok)                                             # [K, PH, GH, PW, GW, 1]
-    padding = ~(wy(iy < grid_h[:, None, None]) & wx(ix < grid_w[:, None, None]))
     values = values * inside                                                 # outside samples count as 0
     if reduce == "avg":
         count = (grid_h * grid_w).clamp(min=1).to(input.dtype)[:, None, None, None]
         pooled = values.sum(dim=(2, 4)) / count                              # [K, PH, PW, C]
-    else:
+    else:                                                                    # max: padding samples must not win
+        padding = ~(wy(iy < grid_h[:, None, None]) & wx(ix < grid_w[:, None, None]))
         pooled = values.masked_fill(padding, -math.inf).amax(dim=(2, 4))
         pooled = torch.where(torch.isinf(pooled), torch.zeros_like(pooled), pooled)  # a bin without samples: 0
     return pooled.permute(0, 3, 1, 2)                                        # [K, C, PH, PW]
