@@ -164,14 +164,29 @@ def apply_nav(nb, paths: list[Path], i: int, titles: list[str]) -> None:
         nb.cells.append(_cell("markdown", bar, NAV_BOTTOM))
 
 
+def merge_streams(outputs: list) -> list:
+    """Consecutive ``stream`` outputs of the same name (stdout, stderr) as one output, as a reader sees
+    them: how the kernel happened to flush a cell's prints must not change the saved notebook."""
+    merged: list = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] = merged[-1]["text"] + out["text"]
+        else:
+            merged.append(out)
+    return merged
+
+
 def normalise(nb) -> None:
-    """Metadata that must hold in every committed notebook."""
+    """Metadata that must hold in every committed notebook, and one output per stream of a cell."""
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nb.metadata.setdefault("language_info", {})["name"] = "python"
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("collapsed", None)
         cell.metadata.pop("scrolled", None)
+        if cell.cell_type == "code":
+            cell.outputs = merge_streams(cell.outputs)
     nbformat.validator.normalize(nb)
 
 
