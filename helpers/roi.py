@@ -99,11 +99,11 @@ _FLT_MAX = float(torch.finfo(torch.float32).max)
 
 # The vectorised functions work in chunks (of RoIs for RoIAlign, of channels for RoIPool) so that
 # no temporary exceeds about this many elements (matters only for huge adaptive grids or maps).
-_CHUNK_ELEMENTS = 1 << 24
+CHUNK_ELEMENTS = 1 << 24
 
 # Below this many multiply-adds (sparse entries x channels) RoIAlign gathers with F.embedding_bag,
 # above it with a CSR sparse matmul (see _weighted_gather and benchmarks/bench_roi_align.py).
-_CSR_MIN_WORK = 1 << 21
+CSR_MIN_WORK = 1 << 21
 
 
 # --------------------------------------------------------------------------------------------------
@@ -892,11 +892,11 @@ def _roi_chunks(cost: Tensor) -> list[tuple[int, int]]:
     if k_count == 0:
         return []
     total = int(cost.sum())
-    if total <= _CHUNK_ELEMENTS:
+    if total <= CHUNK_ELEMENTS:
         return [(0, k_count)]
     chunks, start, acc = [], 0, 0
     for k, v in enumerate(cost.tolist()):
-        if acc + v > _CHUNK_ELEMENTS and k > start:
+        if acc + v > CHUNK_ELEMENTS and k > start:
             chunks.append((start, k))
             start, acc = k, 0
         acc += v
@@ -966,7 +966,7 @@ def _weighted_gather(table: Tensor, row: Tensor, col: Tensor, val: Tensor, n_row
     """
     if backend == "auto":
         # MKL's sparse matmul always starts its threads: worth it for big problems only
-        backend = "csr" if val.shape[0] * table.shape[1] >= _CSR_MIN_WORK else "embedding_bag"
+        backend = "csr" if val.shape[0] * table.shape[1] >= CSR_MIN_WORK else "embedding_bag"
     if backend == "csr":
         r, c, v = _coalesce(row, col, val, table.shape[0])
         return _SparseWeightedGather.apply(table, r, c, v, n_rows)
@@ -1338,7 +1338,7 @@ def _bin_argmax(input: Tensor, batch: Tensor, hs: Tensor, he: Tensor, ws: Tensor
     n, c, height, width = input.shape
     if hs.numel() == 0:
         return torch.full((0, c), -1, dtype=torch.long, device=input.device)
-    step = max(1, _CHUNK_ELEMENTS // (4 * n * height * width))  # channels per pass (bounds memory)
+    step = max(1, CHUNK_ELEMENTS // (4 * n * height * width))  # channels per pass (bounds memory)
     if step < c:
         return torch.cat([_bin_argmax(input[:, i : i + step], batch, hs, he, ws, we) for i in range(0, c, step)], 1)
     with torch.no_grad():

@@ -146,6 +146,12 @@ def private_names_crossing(paths: list[Path], torchvision_too: bool = True) -> l
             if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
                     and isinstance(node.value, ast.Name) and node.value.id in aliases):
                 problems.append(f"{_display(path)}:{node.lineno}: {node.value.id}.{node.attr}")
+            # monkeypatch.setattr(R, "_NAME", ...) / getattr(roi, "_name"): the same, by string
+            if (isinstance(node, ast.Call) and len(node.args) >= 2 and isinstance(node.args[0], ast.Name)
+                    and node.args[0].id in aliases and isinstance(node.args[1], ast.Constant)
+                    and isinstance(node.args[1].value, str) and node.args[1].value.startswith("_")
+                    and not node.args[1].value.startswith("__")):
+                problems.append(f"{_display(path)}:{node.lineno}: {node.args[0].id}.{node.args[1].value} (by name)")
     return problems
 
 
@@ -162,6 +168,6 @@ def test_private_name_check_catches_one(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("from helpers.roi import _check_input\nfrom helpers import roi as R\nR._check_input\n"
                      "from torchvision.ops.poolers import _setup_scales\nfrom torchvision.ops._utils import check_roi_boxes_shape\n"
-                     "from helpers.roi import roi_align\n")
+                     "from helpers.roi import roi_align\nmonkeypatch.setattr(R, '_CHUNK', 1)\n")
     problems = private_names_crossing([probe])
-    assert len(problems) == 4, problems
+    assert len(problems) == 5, problems

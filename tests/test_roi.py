@@ -207,7 +207,7 @@ def test_bilinear_gradient_and_shapes():
 def test_roi_align_matches_torchvision(aligned, sampling_ratio, dtype, backend, monkeypatch):
     """Small problems take the embedding_bag gather ("auto"); "csr" forces the sparse-matmul one."""
     if backend == "csr":
-        monkeypatch.setattr(R, "_CSR_MIN_WORK", 0)
+        monkeypatch.setattr(R, "CSR_MIN_WORK", 0)
     gen = torch.Generator().manual_seed(sampling_ratio + 10 * aligned)
     n, c, h, w = 3, 4, 13, 17
     x = torch.randn(n, c, h, w, generator=gen, dtype=dtype)
@@ -253,7 +253,7 @@ def test_roi_align_random_rois_hypothesis(boxes, out_h, out_w, scale, sampling_r
 def test_roi_align_gradcheck(seed, monkeypatch):
     fast = seed == 2
     if fast:  # the sparse-matmul gather and its custom backward; its thread start-ups are slow, so
-        monkeypatch.setattr(R, "_CSR_MIN_WORK", 0)  # gradcheck's fast mode (random projections)
+        monkeypatch.setattr(R, "CSR_MIN_WORK", 0)  # gradcheck's fast mode (random projections)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 2, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)
     rois = random_rois(gen, 2, 6, 7, 1.0, k=6)
@@ -314,7 +314,7 @@ def test_chunked_paths(monkeypatch):
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
     rois = random_rois(gen, 2, 12, 12, 1.0, k=12)
-    monkeypatch.setattr(R, "_CHUNK_ELEMENTS", 300)
+    monkeypatch.setattr(R, "CHUNK_ELEMENTS", 300)
     for fn, ref_fn in [(roi_align, tv.roi_align), (roi_pool, None)]:
         args = (2, 1.0, -1, False) if ref_fn else (2, 1.0)
         got, got_g = grad_of(fn, x, rois, *args)
