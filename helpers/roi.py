@@ -325,9 +325,9 @@ def bilinear(feature: torch.Tensor, x: float, y: float) -> float:
     '''Value of feature[H, W] at the real point (x, y), 0 <= x <= W-1, 0 <= y <= H-1 (centres at integers, y down).'''
     H, W = feature.shape
     x0, y0 = math.floor(x), math.floor(y)
-    x1, y1 = min(x0 + 1, W - 1), min(y0 + 1, H - 1)
+    x_next, y_next = min(x0 + 1, W - 1), min(y0 + 1, H - 1)        # pinned on the last column / row
     dx, dy = x - x0, y - y0
-    A, B, C, D = feature[y0, x0], feature[y0, x1], feature[y1, x0], feature[y1, x1]
+    A, B, C, D = feature[y0, x0], feature[y0, x_next], feature[y_next, x0], feature[y_next, x_next]
     return float((1 - dx) * (1 - dy) * A + dx * (1 - dy) * B + (1 - dx) * dy * C + dx * dy * D)
 # @end export bilinear
 
