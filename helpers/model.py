@@ -1,9 +1,8 @@
 """torchvision's ``MaskRCNN`` assembled for the synthetic-shapes task, with a small backbone trained from scratch.
 
-No pretrained weights are reachable offline, and on a laptop CPU a big backbone learns too slowly
-(the project's planning notes report mask AP 0.26 for a from-scratch ResNet-18 FPN against 0.73 for
-a backbone of about 3 M parameters, in the same nine minutes; a ResNet-18 FPN costs 9 times the
-arithmetic of the backbone below per image, notebook 09 counts it). So the model here is torchvision's
+No pretrained weights are reachable offline, and on a laptop CPU a big backbone sees far fewer
+images in the same time (a ResNet-18 FPN costs 9 times the arithmetic of the backbone below per
+image; notebook 09 counts it). So the model here is torchvision's
 own :class:`~torchvision.models.detection.MaskRCNN` (its RPN, RoI heads, losses and post-processing,
 untouched) around a small residual backbone with BatchNorm, a feature pyramid from
 :class:`torchvision.ops.FeaturePyramidNetwork`, anchors sized for 128 x 128 images, and fewer
