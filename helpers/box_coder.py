@@ -30,7 +30,8 @@ from torch import Tensor
 
 from helpers.checks import check_boxes, check_list, check_number, check_paired, check_tensor
 
-__all__ = ["BoxCoder", "encode_boxes", "decode_boxes", "check_weights", "DEFAULT_BBOX_XFORM_CLIP"]
+__all__ = ["BoxCoder", "encode_boxes", "decode_boxes", "check_weights", "check_encode_args", "check_decode_args",
+           "DEFAULT_BBOX_XFORM_CLIP"]
 
 DEFAULT_BBOX_XFORM_CLIP: float = math.log(1000.0 / 16)
 """torchvision's default upper bound on ``dw`` and ``dh`` before ``exp`` (about 4.135)."""
@@ -68,6 +69,40 @@ def check_weights(weights: Sequence[float] | Tensor, name: str = "weights") -> t
     return values[0], values[1], values[2], values[3]
 
 
+def check_encode_args(reference_boxes: Tensor, proposals: Tensor,
+                      weights: Sequence[float] | Tensor = (1.0, 1.0, 1.0, 1.0)) -> tuple[float, float, float, float]:
+    """The argument checks of :func:`encode_boxes`, in one call; returns the weights as four Python floats.
+
+    Checks, in this order: both are floating-point ``Tensor[N, 4]``; they have the same ``N`` and
+    dtype; every proposal has ``x2 > x1`` and ``y2 > y1`` (the deltas divide by its width and
+    height); the weights (:func:`check_weights`). Raises ``TypeError`` / ``ValueError``.
+    """
+    check_boxes(reference_boxes, "reference_boxes")
+    check_boxes(proposals, "proposals")
+    check_paired(reference_boxes, proposals, "reference_boxes", "proposals")
+    check_boxes(proposals, "proposals", positive_size=True)
+    return check_weights(weights)
+
+
+def check_decode_args(rel_codes: Tensor, boxes: Tensor, weights: Sequence[float] | Tensor = (1.0, 1.0, 1.0, 1.0),
+                      bbox_xform_clip: float = DEFAULT_BBOX_XFORM_CLIP
+                      ) -> tuple[tuple[float, float, float, float], float]:
+    """The argument checks of :func:`decode_boxes`, in one call; returns ``((wx, wy, ww, wh), clip)`` as Python floats.
+
+    Checks, in this order: ``rel_codes`` is a ``Tensor[N, 4K]`` with ``K >= 1``, floating point;
+    ``boxes`` a floating-point ``Tensor[N, 4]`` with the same ``N`` (any floating dtype: it is cast to
+    that of ``rel_codes``); the weights (:func:`check_weights`); ``bbox_xform_clip`` a number
+    (``inf`` allowed). Raises ``TypeError`` / ``ValueError``.
+    """
+    check_tensor(rel_codes, "rel_codes", shape="[N, 4K]")
+    if rel_codes.dim() != 2 or rel_codes.shape[1] % 4 != 0 or rel_codes.shape[1] == 0:
+        raise ValueError(f"rel_codes must have shape [N, 4K] with K >= 1, got {tuple(rel_codes.shape)}")
+    check_tensor(rel_codes, "rel_codes", floating=True)
+    check_boxes(boxes, "boxes")
+    check_paired(rel_codes, boxes, "rel_codes", "boxes", dtype=False)
+    return check_weights(weights), check_number(bbox_xform_clip, "bbox_xform_clip", finite=False)
+
+
 # -- the two functions ---------------------------------------------------------------------------
 
 # @export notebooks/05_rpn.ipynb: encode_boxes (edit the notebook; tools/nb.py export writes this)
@@ -75,10 +110,8 @@ def encode_boxes(reference_boxes, proposals, weights=(1.0, 1.0, 1.0, 1.0)):
     """The deltas (dx, dy, dw, dh) of each reference box (the target) relative to its proposal (e.g. an
     anchor). reference_boxes[N, 4], proposals[N, 4] with x2 > x1, y2 > y1 -> [N, 4]; torchvision's
     arithmetic in its order, so float32 results agree bit for bit."""
-    check_boxes(reference_boxes, "reference_boxes"), check_boxes(proposals, "proposals")
-    check_paired(reference_boxes, proposals, "reference_boxes", "proposals")       # same N, same dtype
-    check_boxes(proposals, "proposals", positive_size=True)                        # the deltas divide by w and h
-    wx, wy, ww, wh = torch.as_tensor(check_weights(weights), dtype=reference_boxes.dtype,
+    weights = check_encode_args(reference_boxes, proposals, weights)              # (wx, wy, ww, wh), floats
+    wx, wy, ww, wh = torch.as_tensor(weights, dtype=reference_boxes.dtype,
                                      device=reference_boxes.device)                # 0-dim tensors, like torchvision
     aw = proposals[:, 2:3] - proposals[:, 0:1]                                     # [N, 1]
     ah = proposals[:, 3:4] - proposals[:, 1:2]
@@ -93,13 +126,7 @@ def encode_boxes(reference_boxes, proposals, weights=(1.0, 1.0, 1.0, 1.0)):
 def decode_boxes(rel_codes, boxes, weights=(1.0, 1.0, 1.0, 1.0), bbox_xform_clip=DEFAULT_BBOX_XFORM_CLIP):
     """The inverse of encode_boxes: deltas rel_codes[N, 4K] (K sets, one per class in the box head) applied
     to boxes[N, 4] -> [N, 4K]. dw and dh are clamped to at most bbox_xform_clip = log(1000 / 16) before exp."""
-    check_tensor(rel_codes, "rel_codes", shape="[N, 4K]")
-    if rel_codes.dim() != 2 or rel_codes.shape[1] % 4 != 0 or rel_codes.shape[1] == 0:
-        raise ValueError(f"rel_codes must have shape [N, 4K] with K >= 1, got {tuple(rel_codes.shape)}")
-    check_tensor(rel_codes, "rel_codes", floating=True), check_boxes(boxes, "boxes")
-    check_paired(rel_codes, boxes, "rel_codes", "boxes", dtype=False)
-    wx, wy, ww, wh = check_weights(weights)                                         # Python floats, like torchvision
-    clip = check_number(bbox_xform_clip, "bbox_xform_clip", finite=False)
+    (wx, wy, ww, wh), clip = check_decode_args(rel_codes, boxes, weights, bbox_xform_clip)   # Python floats
     boxes = boxes.to(rel_codes.dtype)
     aw, ah = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]                   # [N]
     ax, ay = boxes[:, 0] + 0.5 * aw, boxes[:, 1] + 0.5 * ah

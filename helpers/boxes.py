@@ -27,7 +27,7 @@ from torch import Tensor
 
 from helpers.checks import check_boxes, check_number, check_tensor
 
-__all__ = ["box_area", "box_iou", "clip_boxes_to_image", "remove_small_boxes", "nms", "nms_loop", "batched_nms"]
+__all__ = ["box_area", "check_iou_args", "box_iou", "clip_boxes_to_image", "remove_small_boxes", "nms", "nms_loop", "batched_nms"]
 
 NMS_BLOCK = 256
 """Boxes :func:`nms` walks per block: one IoU matrix within the block, one against the later boxes."""
@@ -46,11 +46,18 @@ def box_area(boxes: Tensor) -> Tensor:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
+def check_iou_args(boxes1: Tensor, boxes2: Tensor) -> None:
+    """The argument checks of :func:`box_iou`: ``boxes1`` and ``boxes2`` are floating-point
+    ``Tensor[N, 4]`` and ``Tensor[M, 4]`` (``boxes1`` checked first); ``TypeError`` / ``ValueError`` otherwise."""
+    check_boxes(boxes1, "boxes1")
+    check_boxes(boxes2, "boxes2")
+
+
 # @export notebooks/05_rpn.ipynb: box_iou (edit the notebook; tools/nb.py export writes this)
 def box_iou(boxes1, boxes2):
     """Intersection over union of every pair, inter / (area1 + area2 - inter): boxes1[N, 4], boxes2[M, 4]
     -> [N, M]. torchvision's arithmetic in its order (equal to the last bit), one coordinate at a time."""
-    check_boxes(boxes1, "boxes1"), check_boxes(boxes2, "boxes2")
+    check_iou_args(boxes1, boxes2)
     x1, y1, x2, y2 = boxes1.unbind(dim=1)                                              # [N] each
     u1, v1, u2, v2 = boxes2.unbind(dim=1)                                              # [M] each
     w = torch.minimum(x2[:, None], u2[None, :]) - torch.maximum(x1[:, None], u1[None, :])   # [N, M]: overlap in x

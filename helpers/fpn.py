@@ -40,11 +40,13 @@ __all__ = [
     "FPN_STRIDES",
     "box_sides",
     "raw_levels",
+    "check_level_args",
     "map_levels",
     "feature_size",
     "infer_scale",
     "infer_scales",
     "check_pyramid_inputs",
+    "check_multiscale_args",
     "multiscale_roi_align",
 ]
 
@@ -115,15 +117,38 @@ def raw_levels(boxes: Tensor | Sequence[Tensor], canonical_scale: float = 224, c
     return k0 + torch.log2(s / s0) + torch.tensor(eps, dtype=s.dtype)             # [K]
 
 
-# @export notebooks/04_backbone_fpn.ipynb: map_levels (edit the notebook; tools/nb.py export writes this)
-def map_levels(boxes, k_min=2, k_max=5, canonical_scale=224, canonical_level=4, eps=1e-6):
-    """The FPN level each box is pooled from: clamp(floor(k0 + log2(sqrt(wh) / 224) + eps), k_min, k_max),
-    as torchvision's LevelMapper (which returns k - k_min). boxes[K, 4] (or one tensor per image) -> int64 [K]."""
+def check_level_args(boxes: Tensor | Sequence[Tensor], k_min: int = 2, k_max: int = 5, canonical_scale: float = 224,
+                     canonical_level: int = 4, eps: float = 1e-6) -> tuple[Tensor, int, int, float, int, float]:
+    """The argument checks of :func:`map_levels`, in one call.
+
+    Checks, in this order: ``k_min`` and ``k_max`` are ints with ``k_min <= k_max``; ``canonical_scale``
+    a positive number, ``canonical_level`` an int, ``eps >= 0``; ``boxes`` a floating-point
+    ``Tensor[K, 4]`` (or a non-empty list of ``Tensor[K_i, 4]`` of one dtype) of finite boxes with
+    ``x2 >= x1`` and ``y2 >= y1``. Raises ``TypeError`` / ``ValueError`` naming the argument.
+
+    Returns:
+        ``(boxes, k_min, k_max, canonical_scale, canonical_level, eps)``: ``boxes`` as one
+        ``Tensor[K, 4]`` (a list concatenated), the rest as Python numbers.
+    """
     k_min, k_max = check_int(k_min, "k_min"), check_int(k_max, "k_max")
     if k_min > k_max:
         raise ValueError(f"k_min must be <= k_max, got k_min={k_min}, k_max={k_max}")
-    raw = raw_levels(boxes, canonical_scale, canonical_level, eps)                # [K]: k0 + log2(sqrt(wh) / 224) + eps
-    return torch.clamp(torch.floor(raw), min=k_min, max=k_max).to(torch.int64)    # [K]
+    s0 = check_number(canonical_scale, "canonical_scale", 0.0, minimum_open=True)
+    k0 = check_int(canonical_level, "canonical_level")
+    eps = check_number(eps, "eps", 0.0)
+    return _concat_boxes(boxes), k_min, k_max, s0, k0, eps
+
+
+# @export notebooks/04_backbone_fpn.ipynb: map_levels (edit the notebook; tools/nb.py export writes this)
+def map_levels(boxes, k_min=2, k_max=5, canonical_scale=224, canonical_level=4, eps=1e-6):
+    """The FPN level each box is pooled from, clamp(floor(k0 + log2(sqrt(wh) / 224) + eps), k_min, k_max),
+    as torchvision's LevelMapper (which returns k - k_min). boxes[K, 4] (or one tensor per image) -> int64 [K]."""
+    boxes, k_min, k_max, s0, k0, eps = check_level_args(boxes, k_min, k_max, canonical_scale, canonical_level, eps)
+    w = boxes[:, 2] - boxes[:, 0]                                  # [K]
+    h = boxes[:, 3] - boxes[:, 1]                                  # [K]
+    s = torch.sqrt(w * h)                                          # [K]: side of the square with the box's area
+    k = k0 + torch.log2(s / s0) + torch.tensor(eps, dtype=s.dtype)  # [K]: LevelMapper's operations, in its order
+    return torch.clamp(torch.floor(k), min=k_min, max=k_max).to(torch.int64)    # [K]
 # @end export map_levels
 
 
@@ -241,26 +266,50 @@ def check_pyramid_inputs(features: Mapping[str, Tensor], boxes: Sequence[Tensor]
     return maps, all_boxes
 
 
+def check_multiscale_args(features: Mapping[str, Tensor], boxes: Sequence[Tensor],
+                          image_shapes: Sequence[Sequence[int]], output_size: int | Sequence[int] = 7,
+                          sampling_ratio: int = 2, featmap_names: Sequence[str] = ("0", "1", "2", "3"),
+                          ) -> tuple[list[Tensor], Tensor, tuple[int, int], int]:
+    """The argument checks of :func:`multiscale_roi_align`, in one call.
+
+    Checks, in this order: ``features``, ``boxes`` and ``featmap_names`` (:func:`check_pyramid_inputs`);
+    ``output_size`` (an int or a pair of positive ints); ``sampling_ratio`` (an int); ``image_shapes``
+    (a non-empty list of ``(H, W)``, checked by :func:`infer_scales`); and that the selected maps are
+    consecutive pyramid levels, each half the size of the previous (scales ``2^-k_min``,
+    ``2^-(k_min+1)``, ...). Raises ``TypeError`` / ``ValueError`` naming the argument.
+
+    Returns:
+        ``(maps, all_boxes, output_size, sampling_ratio)``: the maps to pool from, finest first; all
+        boxes as one ``Tensor[sum K_i, 4]``; ``output_size`` as ``(PH, PW)``; ``sampling_ratio`` an int.
+    """
+    maps, all_boxes = check_pyramid_inputs(features, boxes, featmap_names)
+    output_size = check_size(output_size, "output_size")
+    sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
+    scales, k_min, _ = infer_scales(maps, image_shapes)
+    if scales != [2.0 ** -(k_min + i) for i in range(len(maps))]:
+        raise ValueError(f"the selected feature maps must be consecutive pyramid levels (each half the size of "
+                         f"the previous); inferred scales {scales}")
+    return maps, all_boxes, output_size, sampling_ratio
+
+
 # @export notebooks/04_backbone_fpn.ipynb: multiscale_roi_align (edit the notebook; tools/nb.py export writes this)
 def multiscale_roi_align(features, boxes, image_shapes, output_size=7, sampling_ratio=2,
                          featmap_names=("0", "1", "2", "3"), *, canonical_scale=224, canonical_level=4):
     """RoIAlign from the pyramid level that suits each box: torchvision's MultiScaleRoIAlign.
     features {name: [N, C, H_l, W_l]}, boxes: one Tensor[K_i, 4] per image, image_shapes: each image's (H, W)
     before padding -> Tensor[sum K_i, C, PH, PW], rows in the order of the boxes."""
-    maps, all_boxes = check_pyramid_inputs(features, boxes, featmap_names)        # the maps, finest first; [K, 4]
-    output_size, sampling_ratio = check_size(output_size, "output_size"), check_int(sampling_ratio, "sampling_ratio")
-    scales, k_min, k_max = infer_scales(maps, image_shapes)                       # 2^round(log2(H_l / H)): 1/4 .. 1/32
+    maps, all_boxes, output_size, sampling_ratio = check_multiscale_args(
+        features, boxes, image_shapes, output_size, sampling_ratio, featmap_names)   # 1. maps, finest first; [K, 4]
+    # 2. scale of map l = 2^round(log2(H_l / H)), H the largest unpadded height: 1/4 .. 1/32; k = -log2(scale)
+    scales, k_min, k_max = infer_scales(maps, image_shapes)
     ids = torch.cat([torch.full((len(b), 1), float(i), dtype=all_boxes.dtype, device=maps[0].device)
                      for i, b in enumerate(boxes)])                               # [K, 1]: the image of each box
     rois = torch.cat([ids, all_boxes.to(maps[0].device)], dim=1)                  # [K, 5]
     if len(maps) == 1:                                                            # one map: every box uses it
         return roi_align(maps[0], rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
-    if scales != [2.0 ** -(k_min + i) for i in range(len(maps))]:
-        raise ValueError(f"the selected feature maps must be consecutive pyramid levels (each half the size of "
-                         f"the previous); inferred scales {scales}")
-    levels = map_levels(all_boxes, k_min, k_max, canonical_scale, canonical_level)  # [K]
+    levels = map_levels(all_boxes, k_min, k_max, canonical_scale, canonical_level)  # 3. [K]: each box's level
     out = maps[0].new_zeros((len(rois), maps[0].shape[1]) + output_size)          # [K, C, PH, PW]
-    for i, (f, scale) in enumerate(zip(maps, scales)):
+    for i, (f, scale) in enumerate(zip(maps, scales)):                            # 4. one RoIAlign per level
         idx = torch.where(levels == k_min + i)[0]                                 # the boxes of level k_min + i
         if len(idx):
             out[idx] = roi_align(f, rois[idx], output_size, spatial_scale=scale, sampling_ratio=sampling_ratio)

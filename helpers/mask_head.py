@@ -43,6 +43,7 @@ from helpers.roi import roi_align
 
 __all__ = [
     "MaskHead",
+    "check_project_args",
     "project_masks_on_boxes",
     "maskrcnn_loss",
     "maskrcnn_inference",
@@ -198,15 +199,33 @@ class MaskHead(nn.Module):
 
 # -- 2. targets ------------------------------------------------------------------------------------
 
+def check_project_args(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, M: int
+                       ) -> tuple[Tensor, Tensor, Tensor, int]:
+    """The argument checks of :func:`project_masks_on_boxes`, in one call.
+
+    Checks, in this order: ``gt_masks`` is a ``Tensor[G, H, W]``; ``boxes`` a floating-point
+    ``Tensor[P, 4]`` of finite boxes with ``x2 >= x1``, ``y2 >= y1``; ``matched_idxs`` an integer
+    ``Tensor[P]`` (one per box) of indices in ``[0, G)``; ``M`` an int ``>= 1``. Raises
+    ``TypeError`` / ``ValueError`` naming the argument.
+
+    Returns:
+        ``(gt_masks, boxes, matched_idxs, M)``, as :func:`helpers.checks.check_indices` and
+        :func:`helpers.checks.check_int` return them.
+    """
+    gt_masks = check_tensor(gt_masks, "gt_masks", 3, shape="[G, H, W]")
+    boxes = check_boxes(boxes, "boxes", finite=True, ordered=True)
+    matched_idxs = check_indices(matched_idxs, "matched_idxs", len(gt_masks), length=len(boxes), per="box",
+                                 of="gt_masks")
+    M = check_int(M, "M", minimum=1)
+    return gt_masks, boxes, matched_idxs, M
+
+
 # @export notebooks/07_mask_head.ipynb: project_masks_on_boxes (edit the notebook; tools/nb.py export writes this)
 def project_masks_on_boxes(gt_masks, boxes, matched_idxs, M):
     """The mask targets: each proposal's matched ground-truth mask, cropped to the proposal and resampled to
     M x M by RoIAlign (spatial_scale 1, adaptive sampling, legacy aligned=False), torchvision's recipe.
     gt_masks[G, H, W], boxes[P, 4], matched_idxs[P] in [0, G) -> soft targets [P, M, M] in boxes.dtype."""
-    gt_masks = check_tensor(gt_masks, "gt_masks", 3, shape="[G, H, W]")
-    boxes = check_boxes(boxes, "boxes", finite=True, ordered=True)
-    matched_idxs = check_indices(matched_idxs, "matched_idxs", len(gt_masks), length=len(boxes), per="box", of="gt_masks")
-    M = check_int(M, "M", minimum=1)
+    gt_masks, boxes, matched_idxs, M = check_project_args(gt_masks, boxes, matched_idxs, M)
     rois = torch.cat([matched_idxs[:, None].to(boxes), boxes], dim=1)  # [P, 5]: (mask index, x1, y1, x2, y2)
     masks = gt_masks[:, None].to(boxes)                                 # [G, 1, H, W]: a batch of G images
     return roi_align(masks, rois, (M, M), spatial_scale=1.0, sampling_ratio=-1, aligned=False)[:, 0]  # [P, M, M]

@@ -53,9 +53,9 @@ from helpers.checks import check_boxes, check_int, check_number, check_positive_
 
 __all__ = [
     "MASK_RCNN_ANCHOR_SIZES", "MASK_RCNN_ASPECT_RATIOS",
-    "cell_anchors", "grid_anchors", "AnchorGenerator",
-    "BELOW_LOW_THRESHOLD", "BETWEEN_THRESHOLDS", "match_anchors", "assign_targets_to_anchors",
-    "sample_one_image", "sample_balanced", "concat_box_prediction_layers",
+    "cell_anchors", "check_grid_args", "grid_anchors", "AnchorGenerator",
+    "BELOW_LOW_THRESHOLD", "BETWEEN_THRESHOLDS", "check_match_args", "match_anchors", "assign_targets_to_anchors",
+    "sample_one_image", "sample_balanced", "check_concat_args", "concat_box_prediction_layers",
     "binary_cross_entropy_with_logits", "smooth_l1_loss", "rpn_loss",
     "filter_proposals",
     "RegionProposalNetwork",
@@ -92,20 +92,31 @@ def cell_anchors(sizes, aspect_ratios, dtype=torch.float32, device="cpu"):
 # @end export cell_anchors
 
 
+def check_grid_args(grid_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]],
+                    cell_anchors_per_level: Sequence[Tensor]) -> None:
+    """The argument checks of :func:`grid_anchors`, in one call.
+
+    Checks that the three lists have one entry per level, and, level by level, that ``grid_sizes[l]``
+    and ``strides[l]`` are pairs ``(y, x)`` and ``cell_anchors_per_level[l]`` a floating-point
+    ``Tensor[A_l, 4]``. Raises ``ValueError`` / ``TypeError`` naming the argument and the level.
+    """
+    if not (len(grid_sizes) == len(strides) == len(cell_anchors_per_level)):
+        raise ValueError(f"grid_sizes, strides and cell_anchors_per_level must have one entry per level, "
+                         f"got {len(grid_sizes)}, {len(strides)} and {len(cell_anchors_per_level)}")
+    for level, (size, stride, base) in enumerate(zip(grid_sizes, strides, cell_anchors_per_level)):
+        if len(size) != 2 or len(stride) != 2:
+            raise ValueError(f"grid_sizes[{level}] and strides[{level}] must be pairs (y, x), got {size} and {stride}")
+        check_boxes(base, f"cell_anchors_per_level[{level}]")
+
+
 # @export notebooks/05_rpn.ipynb: grid_anchors (edit the notebook; tools/nb.py export writes this)
 def grid_anchors(grid_sizes, strides, cell_anchors_per_level):
     """Each level's cell anchors slid over its feature map: on a level of stride (sy, sx) the anchors of
     cell (y, x) are shifted by (x * sx, y * sy). One entry per level: grid_sizes (H_l, W_l), strides
     (sy, sx), cell anchors [A_l, 4] -> list of Tensor[H_l * W_l * A_l, 4], ordered row y, column x, anchor a."""
-    if not (len(grid_sizes) == len(strides) == len(cell_anchors_per_level)):
-        raise ValueError(f"grid_sizes, strides and cell_anchors_per_level must have one entry per level, "
-                         f"got {len(grid_sizes)}, {len(strides)} and {len(cell_anchors_per_level)}")
+    check_grid_args(grid_sizes, strides, cell_anchors_per_level)
     anchors = []
-    for level, (size, stride, base) in enumerate(zip(grid_sizes, strides, cell_anchors_per_level)):
-        if len(size) != 2 or len(stride) != 2:
-            raise ValueError(f"grid_sizes[{level}] and strides[{level}] must be pairs (y, x), got {size} and {stride}")
-        check_boxes(base, f"cell_anchors_per_level[{level}]")
-        (gh, gw), (sh, sw) = size, stride
+    for (gh, gw), (sh, sw), base in zip(grid_sizes, strides, cell_anchors_per_level):   # base: [A, 4]
         ys = torch.arange(0, int(gh), dtype=torch.int32, device=base.device) * int(sh)   # [gh]
         xs = torch.arange(0, int(gw), dtype=torch.int32, device=base.device) * int(sw)   # [gw]
         ys, xs = torch.meshgrid(ys, xs, indexing="ij")                                   # [gh, gw] each
@@ -179,14 +190,18 @@ class AnchorGenerator(nn.Module):
 
 # -- IoU and matching -----------------------------------------------------------------------------
 
-# @export notebooks/05_rpn.ipynb: match_anchors (edit the notebook; tools/nb.py export writes this)
-def match_anchors(match_quality_matrix, high_threshold=0.7, low_threshold=0.3, allow_low_quality_matches=True):
-    """For each anchor, the index of its best ground-truth box, or BELOW_LOW_THRESHOLD (-1, background) or
-    BETWEEN_THRESHOLDS (-2, ignored): torchvision's Matcher. match_quality_matrix[M boxes, N anchors] of
-    IoUs -> int64 [N]. allow_low_quality_matches: every box also claims its best anchor(s), ties included."""
+def check_match_args(match_quality_matrix: Tensor, high_threshold: float = 0.7, low_threshold: float = 0.3,
+                     allow_low_quality_matches: bool = True) -> tuple[float, float]:
+    """The argument checks of :func:`match_anchors`, in one call; returns ``(high, low)`` as Python floats.
+
+    Checks, in this order: ``match_quality_matrix`` is a ``Tensor[M, N]``; both thresholds are finite
+    numbers with ``low <= high``; ``allow_low_quality_matches`` is a bool; and neither ``M`` nor ``N``
+    is 0 (torchvision's message: there is nothing to match). Raises ``TypeError`` / ``ValueError``.
+    """
     if not isinstance(match_quality_matrix, torch.Tensor) or match_quality_matrix.dim() != 2:
         raise TypeError("match_quality_matrix must be a Tensor[M, N] (M ground-truth boxes, N anchors)")
-    high, low = check_number(high_threshold, "high_threshold"), check_number(low_threshold, "low_threshold")
+    high = check_number(high_threshold, "high_threshold")
+    low = check_number(low_threshold, "low_threshold")
     if low > high:
         raise ValueError(f"low_threshold ({low}) must be <= high_threshold ({high})")
     if not isinstance(allow_low_quality_matches, bool):
@@ -194,12 +209,21 @@ def match_anchors(match_quality_matrix, high_threshold=0.7, low_threshold=0.3, a
     if 0 in match_quality_matrix.shape:
         raise ValueError(f"No {'ground-truth' if match_quality_matrix.shape[0] == 0 else 'proposal'} boxes "
                          f"available for one of the images during training")
-    best_iou, best_gt = match_quality_matrix.max(dim=0)                     # per anchor: best box and its IoU
+    return high, low
+
+
+# @export notebooks/05_rpn.ipynb: match_anchors (edit the notebook; tools/nb.py export writes this)
+def match_anchors(match_quality_matrix, high_threshold=0.7, low_threshold=0.3, allow_low_quality_matches=True):
+    """For each anchor, the index of its best ground-truth box, or BELOW_LOW_THRESHOLD (-1, background) or
+    BETWEEN_THRESHOLDS (-2, ignored): torchvision's Matcher. match_quality_matrix[M boxes, N anchors] of
+    IoUs -> int64 [N]. allow_low_quality_matches: every box also claims its best anchor(s), ties included."""
+    high, low = check_match_args(match_quality_matrix, high_threshold, low_threshold, allow_low_quality_matches)
+    best_iou, best_gt = match_quality_matrix.max(dim=0)                     # [N] each: per anchor, best IoU and box
     matches = best_gt.clone()
     matches[best_iou < low] = BELOW_LOW_THRESHOLD                           # -1: background
     matches[(best_iou >= low) & (best_iou < high)] = BETWEEN_THRESHOLDS     # -2: ignored
     if allow_low_quality_matches:
-        best_per_gt = match_quality_matrix.max(dim=1).values                # per box: its best IoU with any anchor
+        best_per_gt = match_quality_matrix.max(dim=1).values                # [M]: per box, its best IoU with any anchor
         _, claimed = torch.where(match_quality_matrix == best_per_gt[:, None])   # every (box, anchor) pair at that value
         matches[claimed] = best_gt[claimed]                                 # the anchor takes ITS best box
     return matches
@@ -308,23 +332,35 @@ def sample_balanced(labels: Sequence[Tensor], batch_size_per_image: int = 256,
 
 # -- head outputs and losses ----------------------------------------------------------------------
 
-# @export notebooks/05_rpn.ipynb: concat_box_prediction_layers (edit the notebook; tools/nb.py export writes this)
-def concat_box_prediction_layers(box_cls, box_regression):
-    """The head's per-level maps box_cls[N, A*C, H, W] (C = 1 for the RPN) and box_regression[N, A*4, H, W]
-    flattened into the anchors' order (image, level, row, column, anchor) -> [N * sum HWA, C], [N * sum HWA, 4]."""
+def check_concat_args(box_cls: Sequence[Tensor], box_regression: Sequence[Tensor]) -> None:
+    """The argument checks of :func:`concat_box_prediction_layers`, in one call.
+
+    Checks that both lists hold one tensor per level (at least one level) and, level by level, that
+    ``box_cls[l]`` is ``[N, A*C, H, W]`` and ``box_regression[l]`` ``[N, A*4, H, W]`` with the same
+    ``N``, ``H``, ``W``, ``A >= 1``, and ``A*C`` a multiple of ``A``. Raises ``ValueError`` naming the level.
+    """
     if len(box_cls) != len(box_regression) or len(box_cls) == 0:
         raise ValueError(f"box_cls and box_regression must hold one tensor per level, "
                          f"got {len(box_cls)} and {len(box_regression)}")
-    cls_flat, reg_flat = [], []
     for level, (cls, reg) in enumerate(zip(box_cls, box_regression)):
         if cls.dim() != 4 or reg.dim() != 4 or reg.shape[1] % 4 or cls.shape[0] != reg.shape[0] \
                 or cls.shape[2:] != reg.shape[2:]:
             raise ValueError(f"level {level}: box_cls must be [N, A*C, H, W] and box_regression [N, A*4, H, W] "
                              f"with the same N, H, W; got {tuple(cls.shape)} and {tuple(reg.shape)}")
-        n, axc, h, w = cls.shape
-        a = reg.shape[1] // 4                                                  # anchors per cell
+        axc, a = cls.shape[1], reg.shape[1] // 4
         if a == 0 or axc % a:
             raise ValueError(f"level {level}: box_cls has {axc} channels, not a multiple of {a} anchors")
+
+
+# @export notebooks/05_rpn.ipynb: concat_box_prediction_layers (edit the notebook; tools/nb.py export writes this)
+def concat_box_prediction_layers(box_cls, box_regression):
+    """The head's per-level maps box_cls[N, A*C, H, W] (C = 1 for the RPN) and box_regression[N, A*4, H, W]
+    flattened into the anchors' order (image, level, row, column, anchor) -> [N * sum HWA, C], [N * sum HWA, 4]."""
+    check_concat_args(box_cls, box_regression)
+    cls_flat, reg_flat = [], []
+    for cls, reg in zip(box_cls, box_regression):                              # one level at a time
+        n, axc, h, w = cls.shape
+        a = reg.shape[1] // 4                                                  # anchors per cell
         c = axc // a                                                           # classes (1 for the RPN)
         cls_flat.append(cls.view(n, a, c, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, c))   # [N, H*W*A, C]
         reg_flat.append(reg.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4))   # [N, H*W*A, 4]
