@@ -9,6 +9,10 @@ untouched) around a small residual backbone with BatchNorm, a feature pyramid fr
 :class:`torchvision.ops.FeaturePyramidNetwork`, anchors sized for 128 x 128 images, and fewer
 proposals and sampled RoIs than the COCO defaults.
 
+``build_model(config, impl="series")`` builds the same network from the series' own modules instead
+(:class:`helpers.maskrcnn.SeriesMaskRCNN`: same state dict, same losses and detections); the default
+stays torchvision's assembly, which the shipped checkpoint and the notebooks' outputs were made with.
+
 Everything the builder decides is in one :class:`ShapesModelConfig` of plain types, so that a
 checkpoint is ``{"state_dict": ..., "config": dict}`` and loads with ``torch.load(weights_only=True)``.
 Two knobs exist for the RoIAlign-against-RoIPool ablation (notebook 10):
