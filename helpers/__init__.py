@@ -11,6 +11,7 @@ torchvision has the function:
 - :mod:`helpers.box_head`    the box head, its losses and post-processing (notebook 06)
 - :mod:`helpers.mask_head`   the mask head, mask targets, mask loss, pasting (notebook 07)
 - :mod:`helpers.model`       torchvision's MaskRCNN assembled for the shapes task (notebooks 08-10)
+- :mod:`helpers.maskrcnn`    the same Mask R-CNN made only of the series' own pieces (``build_model(impl="series")``)
 - :mod:`helpers.train`       the training entry point, ``python -m helpers.train`` (notebook 09)
 - :mod:`helpers.evaluate`    COCO mask and box AP with pycocotools (notebook 09)
 - :mod:`helpers.masks`       mask IoU and COCO run-length encoding, kept once
@@ -38,5 +39,5 @@ Submodules are imported on demand (``from helpers.roi import roi_align``) so tha
 package stays cheap.
 """
 
-__all__ = ["roi", "fpn", "box_coder", "boxes", "rpn", "box_head", "mask_head", "model", "train", "evaluate",
+__all__ = ["roi", "fpn", "box_coder", "boxes", "rpn", "box_head", "mask_head", "model", "maskrcnn", "train", "evaluate",
            "masks", "coco_data", "ablation", "pretrained", "shapes", "viz", "widgets", "series", "project", "checks"]

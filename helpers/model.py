@@ -8,6 +8,10 @@ untouched) around a small residual backbone with BatchNorm, a feature pyramid fr
 :class:`torchvision.ops.FeaturePyramidNetwork`, anchors sized for 128 x 128 images, and fewer
 proposals and sampled RoIs than the COCO defaults.
 
+``build_model(config, impl="series")`` builds the same network from the series' own modules instead
+(:class:`helpers.maskrcnn.SeriesMaskRCNN`: same state dict, same losses and detections); the default
+stays torchvision's assembly, which the shipped checkpoint and the notebooks' outputs were made with.
+
 Everything the builder decides is in one :class:`ShapesModelConfig` of plain types, so that a
 checkpoint is ``{"state_dict": ..., "config": dict}`` and loads with ``torch.load(weights_only=True)``.
 Two knobs exist for the RoIAlign-against-RoIPool ablation (notebook 10):
@@ -54,6 +58,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "POOL_OPS",
+    "IMPLEMENTATIONS",
 ]
 
 POOL_OPS: tuple[str, ...] = ("align", "pool")
@@ -235,6 +240,9 @@ class ShapesBackbone(nn.Module):
 
     Args:
         config: a :class:`ShapesModelConfig`.
+        pyramid: builds the feature pyramid from ``(in_channels_list, out_channels)``:
+            :class:`torchvision.ops.FeaturePyramidNetwork` (the default), or the series' own
+            :class:`helpers.maskrcnn.FeaturePyramid` (same layers, same state dict, same initialisation).
 
     Attributes:
         out_channels: channels of every output map (torchvision's detection models read this).
@@ -244,7 +252,8 @@ class ShapesBackbone(nn.Module):
         with keys ``"0", "1", ...`` and strides ``s`` = :attr:`ShapesModelConfig.level_strides`.
     """
 
-    def __init__(self, config: ShapesModelConfig) -> None:
+    def __init__(self, config: ShapesModelConfig,
+                 pyramid: Callable[[list[int], int], nn.Module] = FeaturePyramidNetwork) -> None:
         super().__init__()
         if not isinstance(config, ShapesModelConfig):
             raise TypeError(f"config must be a ShapesModelConfig, got {type(config).__name__}")
@@ -264,7 +273,7 @@ class ShapesBackbone(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.out_channels = config.fpn_channels
         if config.feature_stride is None:
-            self.fpn: nn.Module | None = FeaturePyramidNetwork(list(config.widths), config.fpn_channels)
+            self.fpn: nn.Module | None = pyramid(list(config.widths), config.fpn_channels)
             self.proj: nn.Module | None = None
         else:
             self.fpn = None
@@ -429,15 +438,25 @@ _MASKRCNN_ARGUMENTS: tuple[str, ...] = (
 """The :class:`ShapesModelConfig` fields that are ``MaskRCNN`` arguments of the same name."""
 
 
-def build_model(config: ShapesModelConfig | Mapping[str, Any] | None = None, **overrides: Any) -> MaskRCNN:
-    """Build torchvision's ``MaskRCNN`` for the shapes task (random initial weights, nothing downloaded).
+IMPLEMENTATIONS: tuple[str, ...] = ("torchvision", "series")
+"""What :func:`build_model` can assemble: torchvision's ``MaskRCNN`` or the series' own
+:class:`helpers.maskrcnn.SeriesMaskRCNN` (same state dict, same numbers)."""
+
+
+def build_model(config: ShapesModelConfig | Mapping[str, Any] | None = None, *, impl: str = "torchvision",
+                **overrides: Any) -> nn.Module:
+    """Build Mask R-CNN for the shapes task (random initial weights, nothing downloaded).
 
     Args:
         config: a :class:`ShapesModelConfig`, a dict of its fields, or ``None`` for the defaults.
+        impl: ``"torchvision"`` (the default): torchvision's ``MaskRCNN`` around the series' backbone;
+            ``"series"``: :class:`helpers.maskrcnn.SeriesMaskRCNN`, made only of the series' own
+            pieces, with the same state-dict keys and shapes (and, after the same ``torch.manual_seed``,
+            the same initial weights).
         **overrides: config fields to change, e.g. ``build_model(pool="pool", feature_stride=16)``.
 
     Returns:
-        ``torchvision.models.detection.MaskRCNN`` in training mode. Call it as torchvision documents:
+        ``torchvision.models.detection.MaskRCNN`` (or ``SeriesMaskRCNN``) in training mode. Call it as torchvision documents:
         ``model(images, targets) -> dict of five losses`` in training mode, ``model(images) -> list of
         {boxes Tensor[D, 4], labels Tensor[D], scores Tensor[D], masks Tensor[D, 1, H, W]}`` in eval mode.
         The config used is attached as ``model.shapes_config``.
@@ -453,6 +472,11 @@ def build_model(config: ShapesModelConfig | Mapping[str, Any] | None = None, **o
         raise TypeError(f"config must be a ShapesModelConfig, a dict or None, got {type(config).__name__}")
     if overrides:
         config = ShapesModelConfig.from_dict({**config.to_dict(), **overrides})
+    check_choice(impl, "impl", IMPLEMENTATIONS)
+    if impl == "series":
+        from helpers.maskrcnn import SeriesMaskRCNN  # imported here: helpers.maskrcnn imports this module
+
+        return SeriesMaskRCNN(config)
 
     backbone = ShapesBackbone(config)
     names = [str(i) for i in range(len(config.level_strides))]
@@ -520,7 +544,8 @@ def save_checkpoint(model: MaskRCNN, path: str | Path, extra: Mapping[str, Any] 
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[MaskRCNN, dict[str, Any]]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
+                    impl: str = "torchvision") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model saved by :func:`save_checkpoint`, in eval mode.
 
     Loads with ``torch.load(weights_only=True)``: nothing but tensors and plain types is unpickled.
@@ -530,6 +555,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     Args:
         path: a checkpoint file.
         map_location: where to put the weights.
+        impl: the model to load them into, as in :func:`build_model` (``"torchvision"`` or ``"series"``).
 
     Returns:
         ``(model, checkpoint)``: the ``MaskRCNN`` in eval mode, and the loaded dict (``config``, ``extra``).
@@ -540,7 +566,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
         raise ValueError(f"{path} is not a helpers.model checkpoint (it needs 'state_dict' and 'config' keys)")
-    model = build_model(checkpoint["config"])
+    model = build_model(checkpoint["config"], impl=impl)
     model.load_state_dict(checkpoint["state_dict"])
     model.to(map_location).eval()
     return model, checkpoint

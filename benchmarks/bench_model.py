@@ -1,0 +1,178 @@
+"""The series' own Mask R-CNN (``build_model(impl="series")``) against torchvision's assembly, on the CPU.
+
+Both models start from the same weights (the shipped checkpoint, or ``--random`` weights) and see the
+same shapes batches. Each step is run for both, alternately (torchvision, series, torchvision, ...),
+so that load from other processes hits both alike; the table shows the median over ``--steps`` steps
+(after ``--warmup`` untimed ones) of
+
+- a training step: forward in training mode, ``sum(losses).backward()``, an AdamW step (the
+  optimiser of ``helpers.train``), per batch of ``--batch-size`` images;
+- inference: ``model(images)`` in eval mode under ``torch.no_grad()``, per image;
+
+and the ratio of the medians, series / torchvision (below 1: the series' model is faster); the fastest
+step of each is shown in parentheses, a hint of how much the machine's load moved the numbers. ``--profile`` adds a
+per-stage table from ``cProfile`` of one more step of each (cumulative seconds in the functions
+that implement each stage; the backward pass is one C++ call and is not split by stage).
+
+    .venv/bin/python benchmarks/bench_model.py                 # shipped weights, 2 threads, 5 steps
+    .venv/bin/python benchmarks/bench_model.py --random --steps 9 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection import roi_heads as tv_roi_heads
+from torchvision.models.detection import rpn as tv_rpn
+
+import helpers.box_head as series_box_head
+import helpers.mask_head as series_mask_head
+import helpers.rpn as series_rpn
+from helpers.maskrcnn import SeriesMaskRCNN
+from helpers.model import MultiScaleRoIPooler, ShapesBackbone, build_model, load_checkpoint
+from helpers.project import SHAPES_CHECKPOINT
+from helpers.shapes import ShapesDataset
+from helpers.train import TrainConfig, build_optimizer
+
+Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
+
+STAGES: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
+    ("backbone + FPN", ShapesBackbone.forward, ShapesBackbone.forward),
+    ("RPN (all of it)", tv_rpn.RegionProposalNetwork.forward, series_rpn.RegionProposalNetwork.forward),
+    ("  proposals (top-k, NMS)", tv_rpn.RegionProposalNetwork.filter_proposals, series_rpn.filter_proposals),
+    ("RoI sampling", tv_roi_heads.RoIHeads.select_training_samples, series_box_head.select_training_samples),
+    ("RoI pooling (box + mask)", MultiScaleRoIPooler.forward, SeriesMaskRCNN.pool),
+    ("box loss", tv_roi_heads.fastrcnn_loss, series_box_head.fastrcnn_loss),
+    ("detections (NMS)", tv_roi_heads.RoIHeads.postprocess_detections, series_box_head.postprocess_detections),
+    ("mask loss (targets)", tv_roi_heads.maskrcnn_loss, series_mask_head.maskrcnn_loss),
+    ("mask pasting", tv_roi_heads.paste_masks_in_image, series_mask_head.paste_masks_in_image),
+]
+"""(stage, torchvision's function, the series' function) for ``--profile``."""
+
+
+def batches(count: int, batch_size: int, seed: int) -> list[Batch]:
+    """``count`` shapes batches; the second image of each has no objects (as in tests/test_maskrcnn.py)."""
+    ds = ShapesDataset(count * batch_size, seed=seed)
+    out = []
+    for b in range(count):
+        images, targets = [], []
+        for i in range(b * batch_size, (b + 1) * batch_size):
+            image, target = ds[i]
+            images.append(image)
+            targets.append({k: target[k] for k in ("boxes", "labels", "masks")})
+        if batch_size > 1:
+            targets[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                          "masks": torch.zeros(0, *images[1].shape[-2:], dtype=torch.uint8)}
+        out.append((images, targets))
+    return out
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, seed: int) -> float:
+    """One forward + backward + optimiser step; returns its seconds."""
+    model.train()
+    images, targets = batch
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    losses = model(images, targets)
+    optimizer.zero_grad()
+    sum(losses.values()).backward()
+    optimizer.step()
+    return time.perf_counter() - start
+
+
+def infer(model: nn.Module, batch: Batch) -> float:
+    """``model(images)`` in eval mode; returns its seconds per image."""
+    model.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        model(batch[0])
+    return (time.perf_counter() - start) / len(batch[0])
+
+
+def profile_stages(models: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], batch: Batch) -> None:
+    """cProfile one training step and one inference call of each model; print seconds per stage."""
+    cumulative: dict[str, dict[tuple[str, int, str], float]] = {}
+    for name, model in models.items():
+        profiler = cProfile.Profile()
+        profiler.enable()
+        train_step(model, optimizers[name], batch, seed=0)
+        infer(model, batch)
+        profiler.disable()
+        cumulative[name] = {key: row[3] for key, row in pstats.Stats(profiler).stats.items()}  # type: ignore[attr-defined]
+
+    def seconds(name: str, fn: Callable[..., Any]) -> float:
+        code = fn.__code__
+        return cumulative[name].get((code.co_filename, code.co_firstlineno, code.co_name), 0.0)
+
+    print(f"\none training step + one inference call, cProfile cumulative seconds (batch of {len(batch[0])})")
+    print(f"{'stage':<28} {'torchvision s':>14} {'series s':>9} {'ratio':>7}")
+    for stage, tv_fn, series_fn in STAGES:
+        a, b = seconds("torchvision", tv_fn), seconds("series", series_fn)
+        print(f"{stage:<28} {a:>14.3f} {b:>9.3f} {b / a if a else float('nan'):>6.2f}x")
+    for name in models:
+        total = sum(t for (_, _, fn), t in cumulative[name].items() if "run_backward" in fn)
+        print(f"{'backward (' + name + ')':<28} {total:>14.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per model (median shown)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per step (helpers.train's default)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--random", action="store_true", help="random weights (seed 0) instead of the checkpoint")
+    parser.add_argument("--seed", type=int, default=123, help="seed of the shapes batches")
+    parser.add_argument("--profile", action="store_true", help="also print a per-stage cProfile table")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    if args.random:
+        torch.manual_seed(0)
+        reference = build_model()
+        weights = "random weights (seed 0)"
+    else:
+        reference, _ = load_checkpoint(SHAPES_CHECKPOINT)
+        weights = f"weights of {SHAPES_CHECKPOINT.name}"
+    series = build_model(reference.shapes_config, impl="series")
+    series.load_state_dict(reference.state_dict(), strict=True)
+    models = {"torchvision": reference, "series": series}
+    optimizers = {name: build_optimizer(m, TrainConfig())[0] for name, m in models.items()}
+    data = batches(args.warmup + args.steps + 1, args.batch_size, args.seed)
+
+    times: dict[str, dict[str, list[float]]] = {name: {"train": [], "infer": []} for name in models}
+    for step, batch in enumerate(data[:-1]):
+        for name, model in models.items():  # interleaved: torchvision, series, torchvision, ...
+            t_train = train_step(model, optimizers[name], batch, seed=step)
+            t_infer = infer(model, batch)
+            if step >= args.warmup:
+                times[name]["train"].append(t_train)
+                times[name]["infer"].append(t_infer)
+
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.machine()}, "
+          f"{args.threads} thread(s), load average {load}; {weights}; batch of {args.batch_size}; "
+          f"median of {args.steps} interleaved steps after {args.warmup} warm-up")
+    print(f"{'median (fastest)':<34} {'torchvision':>18} {'series':>18} {'series / torchvision':>21}")
+    for key, label, scale in (("train", "training step (fwd+bwd+AdamW), s", 1.0),
+                              ("infer", "inference per image, ms", 1e3)):
+        (a, a_min), (b, b_min) = ((statistics.median(times[name][key]) * scale, min(times[name][key]) * scale)
+                                  for name in models)
+        print(f"{label:<34} {a:>9.3f} ({a_min:>6.3f}) {b:>9.3f} ({b_min:>6.3f}) {b / a:>20.2f}x")
+    if args.profile:
+        profile_stages(models, optimizers, data[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
