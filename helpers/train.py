@@ -9,6 +9,7 @@ is the same as ``python -m helpers.train --steps 1000 --batch-size 8 --seed 0 --
 
     python -m helpers.train --steps 200 --checkpoint /tmp/m.pt --log /tmp/m.json   # a short try
     python -m helpers.train --pool pool --feature-stride 16 --seed 1                # an ablation run
+    python -m helpers.train --impl series --checkpoint /tmp/s.pt --log /tmp/s.json  # the series' own model
     python -m helpers.train --coco-images my/images --coco-json my/instances.json   # your own data
     python -m helpers.train --benchmark 20     # time 20 steps here; projects the default run's time
     python -m helpers.train --help
@@ -67,7 +68,7 @@ from torch import Tensor, nn
 
 from helpers.checks import check_bool, check_choice, check_int, check_number
 from helpers.evaluate import evaluate, format_metrics_table, predict
-from helpers.model import ShapesModelConfig, build_model, count_parameters, save_checkpoint
+from helpers.model import IMPLEMENTATIONS, ShapesModelConfig, build_model, count_parameters, save_checkpoint
 from helpers.project import ROOT, SHAPES_CHECKPOINT, SHAPES_TRAIN_LOG
 
 __all__ = ["TrainConfig", "TrainData", "train", "fit", "build_data", "build_optimizer", "lr_factor", "batch_indices",
@@ -482,7 +483,7 @@ def _model_config(model_config: ShapesModelConfig | Mapping[str, Any] | None) ->
 
 
 def train(train_config: TrainConfig | None = None, model_config: ShapesModelConfig | Mapping[str, Any] | None = None,
-          command: str | None = None, write: bool = True) -> dict[str, Any]:
+          command: str | None = None, write: bool = True, impl: str = "torchvision") -> dict[str, Any]:
     """Train from scratch, save the checkpoint, evaluate, write the log; return the log dict.
 
     Seeds ``torch``/``numpy``/``random``, sets the threads and the device, then :func:`build_data`,
@@ -495,9 +496,12 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
             defaults). ``num_classes`` is set from the data (4 for the shapes).
         command: the command line to record in the log (``None``: :data:`DEFAULT_COMMAND`).
         write: save the checkpoint and the log files (``False``: only return the log).
+        impl: which Mask R-CNN to train, as in :func:`helpers.model.build_model`: ``"torchvision"``
+            (the assembly the shipped checkpoint was trained with) or ``"series"`` (the series' own
+            model, :mod:`helpers.maskrcnn`). Both save the same checkpoint layout.
 
     Returns:
-        The log: ``command``, ``train_config``, ``model_config``, ``parameters``, what :func:`fit` logs
+        The log: ``command``, ``impl``, ``train_config``, ``model_config``, ``parameters``, what :func:`fit` logs
         (``steps``, ``train_wall_s``, ``stopped_early``...), ``eval_wall_s``, ``total_wall_s``, ``threads``,
         ``device``, ``machine``, ``loadavg_start``/``loadavg_end``, ``metrics`` (``segm``/``bbox`` on the
         whole validation set) and ``metrics_subset`` (on its first ``eval_subset`` images).
@@ -506,6 +510,7 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"train_config must be a TrainConfig or None, got {type(cfg).__name__}")
     mcfg = _model_config(model_config)
+    check_choice(impl, "impl", IMPLEMENTATIONS)
     command = command or DEFAULT_COMMAND
     clock, loadavg_start = _Clock(), _loadavg()
     torch.set_num_threads(cfg.threads)
@@ -514,15 +519,16 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
     data = build_data(cfg, mcfg.image_size)
     mcfg.num_classes = len(data.classes)
     mcfg.validate()
-    model, fitted = fit(build_model(mcfg).to(device), data, cfg)
+    model, fitted = fit(build_model(mcfg, impl=impl).to(device), data, cfg)
     model.eval()
     if write:
-        extra = {"classes": list(data.classes), "steps_done": fitted["steps_done"], "seed": cfg.seed,
+        extra = {"classes": list(data.classes), "steps_done": fitted["steps_done"], "seed": cfg.seed, "impl": impl,
                  "label_to_category": {str(k): v for k, v in (data.label_to_category or {}).items()},
                  "command": command}
         save_checkpoint(model, output_path(cfg.checkpoint, SHAPES_CHECKPOINT), extra=extra)
     scores = evaluate_run(model, data, cfg.progress)
-    log = _run_log(cfg, mcfg, command, model, data, fitted, scores, loadavg_start=loadavg_start, clock=clock)
+    log = {"impl": impl, **_run_log(cfg, mcfg, command, model, data, fitted, scores, loadavg_start=loadavg_start,
+                                     clock=clock)}
     if write:
         path = output_path(cfg.log, SHAPES_TRAIN_LOG)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -696,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
              "and project the default run's training time")
     m = ShapesModelConfig()
     g = p.add_argument_group("model")
+    g.add_argument("--impl", choices=IMPLEMENTATIONS, default="torchvision",
+                   help="torchvision: torchvision's MaskRCNN around the series' backbone (the shipped checkpoint's); "
+                        "series: the series' own Mask R-CNN (helpers.maskrcnn), same checkpoint layout")
     g.add_argument("--pool", choices=("align", "pool"), default=m.pool, help="RoIAlign or RoIPool (box and mask)")
     g.add_argument("--feature-stride", type=_stride, default=None,
                    help="'fpn' (default: a pyramid, strides 4-32) or one stride: 4, 8, 16, 32")
@@ -760,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         _print_benchmark(rows)
         return {"benchmark": rows}
     cfg, mcfg = _configs(parser, a)
-    log = train(cfg, mcfg, command=" ".join([DEFAULT_COMMAND, *(shlex.quote(x) for x in argv)]))
+    log = train(cfg, mcfg, command=" ".join([DEFAULT_COMMAND, *(shlex.quote(x) for x in argv)]), impl=a.impl)
     print(f"trained {log['steps_done']} steps in {log['train_wall_s']:.0f} s wall "
           f"({log['train_cpu_s']:.0f} s CPU, {log['threads']} threads, load {log['loadavg_start']} -> "
           f"{log['loadavg_end']}); evaluated {log['val_images']} validation images in {log['eval_wall_s']:.1f} s")

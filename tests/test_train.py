@@ -67,6 +67,30 @@ def test_same_seed_same_losses():
     assert [r["loss"] for r in a["steps"]] == [r["loss"] for r in b["steps"]]
 
 
+def test_impl_series_trains_the_same_run_as_torchvision(tmp_path):
+    """``--impl series`` trains the series' own model: same seed, same first losses as torchvision's
+    assembly (relative 1e-4), the choice recorded in the log and the checkpoint, and the checkpoint
+    loads into either model."""
+    from helpers.maskrcnn import SeriesMaskRCNN
+    from helpers.train import main
+
+    cfg = TrainConfig(steps=2, batch_size=2, val_images=2, eval_subset=0, progress=False, threads=1)
+    reference = train(cfg, TINY_MODEL, write=False, impl="torchvision")
+    args = ["--steps", "2", "--batch-size", "2", "--val-images", "2", "--eval-subset", "0", "--no-progress",
+            "--threads", "1", "--checkpoint", str(tmp_path / "m.pt"), "--log", str(tmp_path / "log.json"), *TINY_ARGS]
+    series = main(["--impl", "series", *args])
+    assert series["impl"] == "series" and reference["impl"] == "torchvision"
+    for a, b in zip(reference["steps"], series["steps"]):
+        for key in LOSS_NAMES:
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a, b)
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["extra"]["impl"] == "series"
+    assert json.loads((tmp_path / "log.json").read_text())["impl"] == "series"
+    assert isinstance(load_checkpoint(tmp_path / "m.pt", impl="series")[0], SeriesMaskRCNN)
+    load_checkpoint(tmp_path / "m.pt", impl="torchvision")  # the same file, strict, into the other model
+    with pytest.raises(ValueError, match="impl"):
+        train(cfg, TINY_MODEL, write=False, impl="detectron")
+
+
 def test_fit_is_the_loop_of_train():
     """fit() on build_data()'s data and a freshly seeded model gives train()'s losses, and writes nothing."""
     from helpers.model import build_model
