@@ -93,8 +93,8 @@ SERIES: tuple[Notebook, ...] = (
              "L = Lcls + Lbox + Lmask, pasting masks back."),
     Notebook("08", "08_whole_model.ipynb", "The whole model: one image through every stage",
              "the whole model, one image through every stage", "whole model",
-             "The whole model: one image through every stage, and the series' own pieces swapped into "
-             "torchvision's Mask R-CNN."),
+             "The whole model: one image through every stage, and the series' own Mask R-CNN, built only "
+             "from the rebuilt pieces, equal to torchvision's."),
     Notebook("09", "09_train_and_evaluate.ipynb", "Train on a CPU, score with COCO mask AP",
              "train on a CPU, score with COCO mask AP", "whole model",
              "Train a small Mask R-CNN from scratch on a CPU and score it with COCO mask AP."),
