@@ -3,7 +3,9 @@
 Written in the open in ``notebooks/04_backbone_fpn.ipynb`` and checked there (and in
 ``tests/test_fpn.py``) to give exactly the numbers of torchvision's ``torchvision.ops.poolers``:
 :func:`map_levels` is its ``LevelMapper`` and :func:`multiscale_roi_align` its
-``MultiScaleRoIAlign``, with RoIAlign itself taken from :func:`helpers.roi.roi_align`.
+``MultiScaleRoIAlign``, with RoIAlign itself taken from :func:`helpers.roi.roi_align`; and
+:func:`fpn_top_down` is the forward pass of its ``FeaturePyramidNetwork`` (used by the series' own
+model, :mod:`helpers.maskrcnn`).
 
 The rule (eq. 1 of the FPN paper, Lin et al. 2017): a box of width ``w`` and height ``h`` (in
 pixels of the image the backbone saw) is pooled from level::
@@ -30,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from helpers.checks import check_boxes, check_hw, check_int, check_number, check_size
@@ -48,6 +51,7 @@ __all__ = [
     "check_pyramid_inputs",
     "check_multiscale_args",
     "multiscale_roi_align",
+    "fpn_top_down",
 ]
 
 FPN_NAMES: tuple[str, ...] = ("0", "1", "2", "3", "pool")
@@ -315,3 +319,18 @@ def multiscale_roi_align(features, boxes, image_shapes, output_size=7, sampling_
             out[idx] = roi_align(f, rois[idx], output_size, spatial_scale=scale, sampling_ratio=sampling_ratio)
     return out
 # @end export multiscale_roi_align
+
+
+# @export notebooks/04_backbone_fpn.ipynb: fpn_top_down (edit the notebook; tools/nb.py export writes this)
+def fpn_top_down(inner_blocks, layer_blocks, features):
+    """The FPN's forward pass: C maps (finest first) -> P maps of the same sizes. A lateral 1x1
+    convolution on each C; coarse to fine, the coarser result upsampled (nearest) and added; then a
+    3x3 convolution of each sum. inner_blocks[i], layer_blocks[i]: the 1x1 and 3x3 layers of level i."""
+    last = inner_blocks[-1](features[-1])                         # lateral 1x1 on the coarsest map
+    p = [layer_blocks[-1](last)]                                  # its 3x3 conv
+    for i in range(len(features) - 2, -1, -1):                    # coarse to fine
+        lateral = inner_blocks[i](features[i])                    # 1x1: C_i -> the FPN's channels
+        last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")   # + upsampled coarser
+        p.insert(0, layer_blocks[i](last))                        # P_i = 3x3 conv of the sum
+    return p
+# @end export fpn_top_down

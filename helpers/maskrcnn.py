@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from helpers.box_head import FastRCNNPredictor, TwoMLPHead, fastrcnn_loss, postprocess_detections, \
     select_training_samples
 from helpers.checks import check_boxes, check_list, check_tensor
-from helpers.fpn import infer_scales, map_levels, multiscale_roi_align
+from helpers.fpn import fpn_top_down, infer_scales, map_levels, multiscale_roi_align
 from helpers.mask_head import maskrcnn_inference, maskrcnn_loss, paste_masks_in_image
 from helpers.model import ShapesBackbone, ShapesModelConfig
 from helpers.roi import roi_pool
@@ -218,14 +218,8 @@ class FeaturePyramid(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     def forward(self, x: Mapping[str, Tensor]) -> "OrderedDict[str, Tensor]":
-        names, feats = list(x.keys()), list(x.values())
-        last = self.inner_blocks[-1](feats[-1])                                  # coarsest lateral
-        results = [self.layer_blocks[-1](last)]
-        for i in range(len(feats) - 2, -1, -1):                                  # coarse to fine
-            lateral = self.inner_blocks[i](feats[i])
-            last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
-            results.insert(0, self.layer_blocks[i](last))
-        return OrderedDict(zip(names, results))
+        # notebook 04 writes the top-down pass in the open (helpers.fpn.fpn_top_down)
+        return OrderedDict(zip(x.keys(), fpn_top_down(self.inner_blocks, self.layer_blocks, list(x.values()))))
 
 
 # ----------------------------------------------------------------------------------------------
