@@ -29,6 +29,7 @@ The modules, in the order of the series:
 - :mod:`helpers.viz.detection`  label maps, images, boxes, detections, instance predictions (00, 05-11)
 - :mod:`helpers.viz.masks`      mask targets, per-class maps, pasting masks back (07)
 - :mod:`helpers.viz.pipeline`   the map of the series (00)
+- :mod:`helpers.viz.model_shapes` the tensor shapes of the whole model, measured (08; linked from 04-07)
 - :mod:`helpers.viz.ablation`   the RoIAlign-versus-RoIPool ablation (10)
 
 Everything public is importable from :mod:`helpers.viz` itself (``from helpers.viz import draw_boxes``).
@@ -49,6 +50,7 @@ from helpers.viz.fpn import LevelCurveArtists, cell_border_segments, draw_level_
 from helpers.viz.masks import draw_class_competition, draw_mask_targets, draw_paste_profiles, draw_paste_steps
 from helpers.viz.palettes import (CLASS_COLORS, COLORS, COMPARISON_COLORS, INSTANCE_COLORS, LEVEL_COLORS, MASK_COLORS,
                                   PIPELINE_COLORS, PREDICTION_COLORS, RPN_COLORS)
+from helpers.viz.model_shapes import ModelShapes, ModelShapesArtists, ShapeStep, draw_model_shapes, measure_model_shapes
 from helpers.viz.pipeline import PIPELINE_NOTEBOOKS, PipelineArtists, draw_pipeline
 from helpers.viz.roi import (OutputArtists, RoIArtists, cell_rectangles, draw_iou_plot, draw_mask_outlines,
                              draw_pooled_output, draw_roi_bins, draw_roipool_bins, draw_sample_points,
@@ -74,4 +76,6 @@ __all__ = [
     "draw_class_competition", "draw_mask_targets", "draw_paste_profiles", "draw_paste_steps",
     "PIPELINE_NOTEBOOKS", "PipelineArtists", "draw_pipeline",
     "draw_ablation_bars",
+    # the tensor shapes of the whole model (08)
+    "ModelShapes", "ModelShapesArtists", "ShapeStep", "draw_model_shapes", "measure_model_shapes",
 ]
