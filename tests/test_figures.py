@@ -62,6 +62,7 @@ MPL = dict(baseline_dir="baseline", tolerance=TOLERANCE, style="default", savefi
 # figure id -> (notebook prefix, substrings that together identify the first code cell drawing it)
 FIGURES = {
     "grid_01": ("01", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
+    "areas_01": ("01", ("viz.draw_opposite_areas(",)),
     "grid_02": ("02", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
     "staircase_03": ("03", ("viz.draw_shift_curves(",)),
     "iou_03": ("03", ("viz.draw_iou_plot(",)),
@@ -445,4 +446,37 @@ def test_model_shapes_figure(shipped_model_and_image: tuple[Any, torch.Tensor]) 
     for i, (ta, a) in enumerate(extents):
         for tb, b in extents[i + 1:]:
             assert not a.overlaps(b), (ta, tb)
+    return without_text(fig)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_opposite_areas_01() -> Figure:
+    """Notebook 01: the unit square cut at (dx, dy) = (0.6, 0.15); each rectangle's area is the weight of
+    the neighbour opposite it, and that weight is what torchvision's RoIAlign gives the neighbour."""
+    fig, ns = figure_of("areas_01")
+    areas = ns["areas"]
+    ax = only(fig.axes, "axes")
+    assert areas.ax is ax and ax.get_ylim()[0] > ax.get_ylim()[1]  # y down
+    feature = torch.tensor(WORKED_FEATURE)
+    corner = {"A": (1, 1), "B": (2, 1), "C": (1, 2), "D": (2, 2)}  # (x, y) of each neighbour
+    for name, rect in areas.rects.items():
+        area = rect.get_width() * rect.get_height()
+        # the rectangle lies opposite its corner: from the point to the far side of the unit square
+        cx, cy = corner[name][0] - 1, corner[name][1] - 1
+        xs = (rect.get_x(), rect.get_x() + rect.get_width())
+        ys = (rect.get_y(), rect.get_y() + rect.get_height())
+        assert np.allclose(xs, (0.6, 1.0) if cx == 0 else (0.0, 0.6)), (name, xs)
+        assert np.allclose(ys, (0.15, 1.0) if cy == 0 else (0.0, 0.15)), (name, ys)
+        # torchvision: a 1x1 roi_align with one sample at (1.6, 1.15) of a map that is 1 at the neighbour
+        one_hot = torch.zeros(4, 4, dtype=torch.float64)
+        one_hot[corner[name][1], corner[name][0]] = 1.0
+        box = torch.tensor([[0, 2.1, 1.65, 2.1, 1.65]], dtype=torch.float64)  # the point + 0.5, aligned=True
+        reference = torchvision.ops.roi_align(one_hot[None, None], box, 1, 1.0, 1, True).item()
+        assert math.isclose(area, reference, abs_tol=1e-12) and math.isclose(areas.weights[name], reference), name
+        assert f"{reference:.2g}" in areas.formulas[name].get_text() and areas.formulas[name].get_text().startswith(name)
+        value = feature[corner[name][1], corner[name][0]].item()
+        assert areas.corners[name].get_text() == f"{name} = {value:g}"
+    assert math.isclose(sum(areas.weights.values()), 1.0)
+    with pytest.raises(ValueError, match="dx"):
+        ns["viz"].draw_opposite_areas(1.2, 0.5)
     return without_text(fig)

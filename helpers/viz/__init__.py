@@ -42,6 +42,7 @@ there if you need a new one), and export it here.
 from helpers.viz.ablation import draw_ablation_bars
 from helpers.viz.bilinear import (LABEL_DY, GridArtists, NeighbourArtists, draw_feature_grid, draw_neighbours,
                                   lightened_clim, pixel_centres)
+from helpers.viz.bilinear import OPPOSITE_AREA_COLORS, OppositeAreaArtists, draw_opposite_areas
 from helpers.viz.core import (ArrayLike, as_box, as_map, as_numpy, axes_or_new, box_rectangle, image_extent, log,
                               move_rectangle, set_pixel_limits, show_image)
 from helpers.viz.detection import (InstanceArtists, LabelMapArtists, box_outlines, draw_boxes, draw_detections,
@@ -65,7 +66,7 @@ __all__ = [
     "PIPELINE_COLORS", "PREDICTION_COLORS", "RPN_COLORS",
     # notebooks 01-03
     "LABEL_DY", "GridArtists", "NeighbourArtists", "draw_feature_grid", "draw_neighbours", "lightened_clim",
-    "pixel_centres", "OutputArtists", "RoIArtists", "cell_rectangles", "draw_iou_plot", "draw_mask_outlines",
+    "pixel_centres", "OPPOSITE_AREA_COLORS", "OppositeAreaArtists", "draw_opposite_areas", "OutputArtists", "RoIArtists", "cell_rectangles", "draw_iou_plot", "draw_mask_outlines",
     "draw_pooled_output", "draw_roi_bins", "draw_roipool_bins", "draw_sample_points", "draw_shift_curves",
     "roi_bin_edges", "roi_bin_segments",
     # notebook 04
