@@ -63,7 +63,6 @@ MPL = dict(baseline_dir="baseline", tolerance=TOLERANCE, style="default", savefi
 FIGURES = {
     "grid_01": ("01", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
     "areas_01": ("01", ("viz.draw_opposite_areas(",)),
-    "samples_02": ("02", ("big_box = ", "viz.draw_sample_points(")),
     "grid_02": ("02", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
     "staircase_03": ("03", ("viz.draw_shift_curves(",)),
     "iou_03": ("03", ("viz.draw_iou_plot(",)),
@@ -483,12 +482,3 @@ def test_opposite_areas_01() -> Figure:
         ns["viz"].draw_opposite_areas(1.2, 0.5)
     return without_text(fig)
 
-
-def test_sampling_ratio_panels_02() -> None:
-    """Notebook 02's three sampling_ratio panels (moved here from the notebook, as plumbing): each draws
-    the worked map, its box, the bin lines and exactly the sample points of torchvision's rule."""
-    fig, _ = figure_of("samples_02")
-    cases = [(WORKED_BOX, 1), (WORKED_BOX, 2), ((0.4, 0.3, 3.4, 2.8), -1)]
-    assert len(fig.axes) == len(cases)
-    for ax, (box, sampling_ratio) in zip(fig.axes, cases):
-        check_grid_axes(ax, WORKED_FEATURE, box, 2, sampling_ratio)
