@@ -12,7 +12,7 @@ Nothing is typed in by hand: :func:`draw_model_shapes` writes exactly the measur
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib.pyplot as plt
 import torch
@@ -59,6 +59,7 @@ class ModelShapes:
         raise KeyError(f"no step {key!r}; the steps are {[s.key for s in self.steps]}")
 
     def keys(self) -> list[str]:
+        """The steps' keys, in the order the data flows."""
         return [s.key for s in self.steps]
 
 
@@ -91,7 +92,7 @@ def measure_model_shapes(model: nn.Module, image: Tensor) -> ModelShapes:
                         f"{', '.join(needed)}), got {type(model).__name__}")
     seen: dict[str, Any] = {}
 
-    def keep(name: str):
+    def keep(name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             seen.setdefault(name, output)
         return hook
