@@ -62,6 +62,7 @@ MPL = dict(baseline_dir="baseline", tolerance=TOLERANCE, style="default", savefi
 # figure id -> (notebook prefix, substrings that together identify the first code cell drawing it)
 FIGURES = {
     "grid_01": ("01", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
+    "areas_01": ("01", ("viz.draw_opposite_areas(",)),
     "grid_02": ("02", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
     "staircase_03": ("03", ("viz.draw_shift_curves(",)),
     "iou_03": ("03", ("viz.draw_iou_plot(",)),
@@ -216,6 +217,7 @@ def test_grid_with_bins_and_sample_points_01() -> Figure:
     fig, _ = figure_of("grid_01")
     ax = only(fig.axes, "axes")
     check_grid_axes(ax, WORKED_FEATURE, WORKED_BOX, 2, 1)
+    assert ax.get_ylim() == (3.5, -0.5)  # y points down (moved here from the notebook, as plumbing)
     dots = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 4]
     assert np.allclose(dots[-1].get_offsets(), [[1.6, 1.15], [2.4, 1.15], [1.6, 1.85], [2.4, 1.85]])
     # the values at those points, as the text states them, from an independent reference
@@ -362,3 +364,121 @@ def test_tolerance_catches_a_moved_point() -> None:
     """A sample point moved by 0.1 map pixel exceeds the tolerance; the same drawing twice is exact."""
     assert _rms_after_moving_a_point(0.0) == 0.0
     assert _rms_after_moving_a_point(0.1) > TOLERANCE
+
+
+# ---------------------------------------------------------------------------------------------
+# the tensor shapes of the whole model (notebook 08): measured, not typed in
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shipped_model_and_image() -> tuple[Any, torch.Tensor]:
+    from helpers.model import load_checkpoint
+    from helpers.project import SHAPES_CHECKPOINT
+    from helpers.shapes import ShapesDataset
+
+    model, _ = load_checkpoint(SHAPES_CHECKPOINT)
+    image, _ = ShapesDataset(200, seed=1_000_000)[46]  # the image notebook 08 follows
+    return model, image
+
+
+def direct_shapes(model: Any, image: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """The same shapes, from calling the model's modules one by one (no hooks)."""
+    with torch.no_grad():
+        images, _ = model.transform([image])
+        features = model.backbone(images.tensors)
+        proposals, _ = model.rpn(images, features)
+        heads = model.roi_heads
+        box_roi = heads.box_roi_pool(features, proposals, images.image_sizes)
+        box_features = heads.box_head(box_roi)
+        class_logits, box_deltas = heads.box_predictor(box_features)
+        detections = model([image])[0]
+        boxes = [detections["boxes"] * images.image_sizes[0][0] / image.shape[-2]]
+        mask_roi = heads.mask_roi_pool(features, boxes, images.image_sizes)
+        mask_features = heads.mask_head(mask_roi)
+        mask_logits = heads.mask_predictor(mask_features)
+    out = {"image": tuple(image.shape), "batch": tuple(images.tensors.shape)}
+    out.update({f"P{k + 2}": tuple(f.shape) for k, f in enumerate(features.values())})
+    out.update(proposals=tuple(proposals[0].shape), box_roi=tuple(box_roi.shape),
+               box_features=tuple(box_features.shape), class_logits=tuple(class_logits.shape),
+               box_deltas=tuple(box_deltas.shape), detections=tuple(detections["boxes"].shape),
+               mask_roi=tuple(mask_roi.shape), mask_features=tuple(mask_features.shape),
+               mask_logits=tuple(mask_logits.shape), masks=tuple(detections["masks"].shape))
+    return out
+
+
+def test_model_shapes_are_measured(shipped_model_and_image: tuple[Any, torch.Tensor]) -> None:
+    from helpers.viz import measure_model_shapes
+
+    model, image = shipped_model_and_image
+    shapes = measure_model_shapes(model, image)
+    assert {s.key: s.shape for s in shapes.steps} == direct_shapes(model, image)
+    # what the recap teaches: 7x7 and 14x14 RoIs, 28x28 masks, one per class, pasted at image size
+    n, k = shapes["detections"].shape[0], shapes["class_logits"].shape[1]
+    assert shapes["box_roi"].shape[2:] == (7, 7) and shapes["mask_roi"].shape[2:] == (14, 14)
+    assert shapes["mask_logits"].shape == (n, k, 28, 28) and shapes["masks"].shape == (n, 1, *image.shape[1:])
+    assert shapes["box_deltas"].shape[1] == 4 * k
+    with pytest.raises(ValueError, match="image"):
+        measure_model_shapes(model, image[0])
+    with pytest.raises(TypeError, match="model"):
+        measure_model_shapes(torch.nn.Linear(2, 2), image)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_model_shapes_figure(shipped_model_and_image: tuple[Any, torch.Tensor]) -> Figure:
+    from helpers.viz import draw_model_shapes, measure_model_shapes
+
+    model, image = shipped_model_and_image
+    shapes = measure_model_shapes(model, image)
+    artists = draw_model_shapes(shapes)
+    fig = artists.ax.figure
+    # every step is drawn once, with exactly its measured shape
+    assert set(artists.shape_texts) == set(shapes.keys())
+    for step in shapes.steps:
+        assert artists.shape_texts[step.key].get_text() == "[" + ", ".join(map(str, step.shape)) + "]"
+    # readable: text at least 8 pt, nothing cut off, no two texts overlapping
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = fig.bbox
+    extents = []
+    for text in artists.texts:
+        assert text.get_fontsize() >= 8, text.get_text()
+        bb = text.get_window_extent(renderer)
+        assert inside.x0 <= bb.x0 and bb.x1 <= inside.x1 and inside.y0 <= bb.y0 and bb.y1 <= inside.y1, text.get_text()
+        extents.append((text.get_text(), bb))
+    for i, (ta, a) in enumerate(extents):
+        for tb, b in extents[i + 1:]:
+            assert not a.overlaps(b), (ta, tb)
+    return without_text(fig)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_opposite_areas_01() -> Figure:
+    """Notebook 01: the unit square cut at (dx, dy) = (0.6, 0.15); each rectangle's area is the weight of
+    the neighbour opposite it, and that weight is what torchvision's RoIAlign gives the neighbour."""
+    fig, ns = figure_of("areas_01")
+    areas = ns["areas"]
+    ax = only(fig.axes, "axes")
+    assert areas.ax is ax and ax.get_ylim()[0] > ax.get_ylim()[1]  # y down
+    feature = torch.tensor(WORKED_FEATURE)
+    corner = {"A": (1, 1), "B": (2, 1), "C": (1, 2), "D": (2, 2)}  # (x, y) of each neighbour
+    for name, rect in areas.rects.items():
+        area = rect.get_width() * rect.get_height()
+        # the rectangle lies opposite its corner: from the point to the far side of the unit square
+        cx, cy = corner[name][0] - 1, corner[name][1] - 1
+        xs = (rect.get_x(), rect.get_x() + rect.get_width())
+        ys = (rect.get_y(), rect.get_y() + rect.get_height())
+        assert np.allclose(xs, (0.6, 1.0) if cx == 0 else (0.0, 0.6)), (name, xs)
+        assert np.allclose(ys, (0.15, 1.0) if cy == 0 else (0.0, 0.15)), (name, ys)
+        # torchvision: a 1x1 roi_align with one sample at (1.6, 1.15) of a map that is 1 at the neighbour
+        one_hot = torch.zeros(4, 4, dtype=torch.float64)
+        one_hot[corner[name][1], corner[name][0]] = 1.0
+        box = torch.tensor([[0, 2.1, 1.65, 2.1, 1.65]], dtype=torch.float64)  # the point + 0.5, aligned=True
+        reference = torchvision.ops.roi_align(one_hot[None, None], box, 1, 1.0, 1, True).item()
+        assert math.isclose(area, reference, abs_tol=1e-12) and math.isclose(areas.weights[name], reference), name
+        assert f"{reference:.2g}" in areas.formulas[name].get_text() and areas.formulas[name].get_text().startswith(name)
+        value = feature[corner[name][1], corner[name][0]].item()
+        assert areas.corners[name].get_text() == f"{name} = {value:g}"
+    assert math.isclose(sum(areas.weights.values()), 1.0)
+    with pytest.raises(ValueError, match="dx"):
+        ns["viz"].draw_opposite_areas(1.2, 0.5)
+    return without_text(fig)
+

@@ -29,6 +29,7 @@ The modules, in the order of the series:
 - :mod:`helpers.viz.detection`  label maps, images, boxes, detections, instance predictions (00, 05-11)
 - :mod:`helpers.viz.masks`      mask targets, per-class maps, pasting masks back (07)
 - :mod:`helpers.viz.pipeline`   the map of the series (00)
+- :mod:`helpers.viz.model_shapes` the tensor shapes of the whole model, measured (08; linked from 04-07)
 - :mod:`helpers.viz.ablation`   the RoIAlign-versus-RoIPool ablation (10)
 
 Everything public is importable from :mod:`helpers.viz` itself (``from helpers.viz import draw_boxes``).
@@ -41,6 +42,7 @@ there if you need a new one), and export it here.
 from helpers.viz.ablation import draw_ablation_bars
 from helpers.viz.bilinear import (LABEL_DY, GridArtists, NeighbourArtists, draw_feature_grid, draw_neighbours,
                                   lightened_clim, pixel_centres)
+from helpers.viz.bilinear import OPPOSITE_AREA_COLORS, OppositeAreaArtists, draw_opposite_areas
 from helpers.viz.core import (ArrayLike, as_box, as_map, as_numpy, axes_or_new, box_rectangle, image_extent, log,
                               move_rectangle, set_pixel_limits, show_image)
 from helpers.viz.detection import (InstanceArtists, LabelMapArtists, box_outlines, draw_boxes, draw_detections,
@@ -49,6 +51,7 @@ from helpers.viz.fpn import LevelCurveArtists, cell_border_segments, draw_level_
 from helpers.viz.masks import draw_class_competition, draw_mask_targets, draw_paste_profiles, draw_paste_steps
 from helpers.viz.palettes import (CLASS_COLORS, COLORS, COMPARISON_COLORS, INSTANCE_COLORS, LEVEL_COLORS, MASK_COLORS,
                                   PIPELINE_COLORS, PREDICTION_COLORS, RPN_COLORS)
+from helpers.viz.model_shapes import ModelShapes, ModelShapesArtists, ShapeStep, draw_model_shapes, measure_model_shapes
 from helpers.viz.pipeline import PIPELINE_NOTEBOOKS, PipelineArtists, draw_pipeline
 from helpers.viz.roi import (OutputArtists, RoIArtists, cell_rectangles, draw_iou_plot, draw_mask_outlines,
                              draw_pooled_output, draw_roi_bins, draw_roipool_bins, draw_sample_points,
@@ -63,7 +66,7 @@ __all__ = [
     "PIPELINE_COLORS", "PREDICTION_COLORS", "RPN_COLORS",
     # notebooks 01-03
     "LABEL_DY", "GridArtists", "NeighbourArtists", "draw_feature_grid", "draw_neighbours", "lightened_clim",
-    "pixel_centres", "OutputArtists", "RoIArtists", "cell_rectangles", "draw_iou_plot", "draw_mask_outlines",
+    "pixel_centres", "OPPOSITE_AREA_COLORS", "OppositeAreaArtists", "draw_opposite_areas", "OutputArtists", "RoIArtists", "cell_rectangles", "draw_iou_plot", "draw_mask_outlines",
     "draw_pooled_output", "draw_roi_bins", "draw_roipool_bins", "draw_sample_points", "draw_shift_curves",
     "roi_bin_edges", "roi_bin_segments",
     # notebook 04
@@ -74,4 +77,6 @@ __all__ = [
     "draw_class_competition", "draw_mask_targets", "draw_paste_profiles", "draw_paste_steps",
     "PIPELINE_NOTEBOOKS", "PipelineArtists", "draw_pipeline",
     "draw_ablation_bars",
+    # the tensor shapes of the whole model (08)
+    "ModelShapes", "ModelShapesArtists", "ShapeStep", "draw_model_shapes", "measure_model_shapes",
 ]
