@@ -242,11 +242,13 @@ def stream_results(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str
         for start in range(0, len(dataset), batch_size):
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             outputs = model([image.to(device) for image, _ in items])
-            for (_, target), out in zip(items, outputs):
-                one = to_coco_results([{k: v.detach().cpu() for k, v in out.items()}], [int(target["image_id"])],
-                                      label_to_category, mask_threshold)
+            for k, (_, target) in enumerate(items):
+                out = {key: v.detach().cpu() for key, v in outputs[k].items()}
+                outputs[k] = None  # this image's masks are freed once encoded
+                one = to_coco_results([out], [int(target["image_id"])], label_to_category, mask_threshold)
                 results["bbox"].extend(one["bbox"])
                 results["segm"].extend(one["segm"])
+                del out
             del items, outputs
             if bar is not None:
                 bar.update(min(batch_size, len(dataset) - start))
