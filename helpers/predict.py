@@ -57,7 +57,7 @@ def load_model(run_or_checkpoint: str | Path, device: str | torch.device = "cpu"
     Raises:
         FileNotFoundError: no such folder/file, or a folder without ``model.pt``.
     """
-    from helpers.model import load_checkpoint
+    from helpers.train import load_trained
 
     path = Path(run_or_checkpoint)
     if path.is_dir():
@@ -65,7 +65,7 @@ def load_model(run_or_checkpoint: str | Path, device: str | torch.device = "cpu"
     if not path.is_file():
         raise FileNotFoundError(f"run_or_checkpoint: no checkpoint at {path} (give a run folder holding model.pt, "
                                 "or a .pt file written by python -m helpers.train)")
-    model, checkpoint = load_checkpoint(path, map_location=device)
+    model, checkpoint = load_trained(path, map_location=device)
     extra = dict(checkpoint.get("extra", {}))
     if "classes" not in extra:
         from helpers.shapes import CLASSES

@@ -76,7 +76,8 @@ __all__ = ["TrainConfig", "TrainData", "train", "fit", "build_data", "build_opti
            "train_step", "evaluate_run", "seed_everything", "benchmark", "main", "build_parser", "parse_args",
            "machine_info", "output_path", "repo_relative", "LOSS_NAMES", "DEFAULT_COMMAND", "SHIPPED_COMMAND",
            "StepBatches", "flip_horizontal", "scaled_anchor_sizes", "box_size_stats", "default_run_name",
-           "RunPaths", "run_paths", "check_outputs_free"]
+           "RunPaths", "run_paths", "check_outputs_free", "build_coco_model", "coco_weights_file", "save_coco_model",
+           "load_trained", "COCO_ARCH"]
 
 LOSS_NAMES: tuple[str, ...] = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
 """torchvision's five Mask R-CNN loss terms, in the order the stages run."""
@@ -144,6 +145,10 @@ class TrainConfig:
     train_images: int | None = _option(None, "a finite shapes training set of N images, cycled in a fresh seeded "
                                              "order every epoch (default: steps * batch_size fresh images, each "
                                              "seen once)", minimum=1)
+    init: str = _option("scratch", "scratch: the series' small model from random weights (the shipped recipe); "
+                                   "coco: fine-tune torchvision's maskrcnn_resnet50_fpn from its COCO weights, "
+                                   "predictors replaced for your classes (torchvision's 800/1333 resize; the model "
+                                   "options do not apply; try --lr 1e-4)", choices=("scratch", "coco"))
     threads: int = _option(2, "torch CPU threads (torch.set_num_threads)", minimum=1)
     device: str = _option("auto", "auto: CUDA when available, else the CPU", "device",
                           choices=("auto", "cpu", "cuda"))
@@ -867,6 +872,8 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
     paths = run_paths(cfg)
     if write and resume_state is None and rank == 0:
         check_outputs_free(paths, cfg.overwrite)
+    if cfg.init == "coco" and resume_state is None:
+        coco_weights_file()  # fails now, before anything is written, when the weights cannot be had
     clock, loadavg_start = _Clock(), _loadavg()
     torch.set_num_threads(cfg.threads)
     device = _device(cfg)
@@ -890,7 +897,10 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
         paths.folder.mkdir(parents=True, exist_ok=True)
         paths.config.write_text(json.dumps({"command": command, "impl": impl, "train_config": asdict(cfg),
                                             "model_config": mcfg.to_dict(), "box_sizes": boxes}, indent=1) + "\n")
-    model = build_model(mcfg, impl=impl)
+    if cfg.init == "coco":
+        model = build_coco_model(len(data.classes), weights=None if resume_state is not None else "DEFAULT")
+    else:
+        model = build_model(mcfg, impl=impl)
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
     model = model.to(device)
@@ -918,7 +928,10 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
         extra = {"classes": list(data.classes), "steps_done": fitted["steps_done"], "seed": cfg.seed, "impl": impl,
                  "label_to_category": {str(k): v for k, v in (data.label_to_category or {}).items()},
                  "command": command}
-        save_checkpoint(model, paths.checkpoint, extra=extra)
+        if cfg.init == "coco":
+            save_coco_model(model, paths.checkpoint, extra=extra)
+        else:
+            save_checkpoint(model, paths.checkpoint, extra=extra)
     scores = evaluate_run(model, data, cfg.progress, cfg.eval_batch_size)
     log = {"impl": impl, **_run_log(cfg, mcfg, command, model, data, fitted, scores, loadavg_start=loadavg_start,
                                      clock=clock), "box_sizes": boxes, "world_size": world}
@@ -964,6 +977,96 @@ def _run_log(cfg: TrainConfig, mcfg: ShapesModelConfig, command: str, model: nn.
         "periodic_eval": fitted["periodic_eval"], "periodic_eval_s": fitted["periodic_eval_s"],
         "steps": fitted["steps"],
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# fine-tuning: torchvision's COCO Mask R-CNN with new predictors for the user's classes
+# ----------------------------------------------------------------------------------------------
+COCO_ARCH = "maskrcnn_resnet50_fpn"
+"""The architecture ``--init coco`` fine-tunes (torchvision's, with its COCO_V1 weights)."""
+
+
+def build_coco_model(num_classes: int, weights: Any = "DEFAULT", weights_backbone: Any = None,
+                     min_size: int = 800, max_size: int = 1333) -> nn.Module:
+    """torchvision's ``maskrcnn_resnet50_fpn`` with its box and mask predictors replaced for ``num_classes``.
+
+    The weights are loaded by torchvision's own code (``MaskRCNN_ResNet50_FPN_Weights``, from
+    ``torch.hub``'s cache, downloading when it can); everything but the two predictors keeps them. The
+    new predictors (``FastRCNNPredictor(1024, K)``, ``MaskRCNNPredictor(256, 256, K)``) start from
+    torch's default initialisation (the global random state: seed first).
+
+    Args:
+        num_classes: classes including the background (``len(classes)``).
+        weights: ``"DEFAULT"`` (COCO_V1), a ``MaskRCNN_ResNet50_FPN_Weights`` member, or ``None`` (random
+            weights: tests, and rebuilding a saved fine-tuned model).
+        weights_backbone: the backbone's ImageNet weights when ``weights`` is ``None`` (``None``: random).
+        min_size, max_size: torchvision's resize (800 and 1333, what the COCO weights were trained with).
+    """
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+
+    check_int(num_classes, "num_classes", minimum=2)
+    if weights == "DEFAULT":
+        weights = MaskRCNN_ResNet50_FPN_Weights.DEFAULT
+    model = maskrcnn_resnet50_fpn(weights=weights, weights_backbone=weights_backbone, min_size=min_size,
+                                  max_size=max_size)
+    box = model.roi_heads.box_predictor
+    model.roi_heads.box_predictor = FastRCNNPredictor(box.cls_score.in_features, num_classes)
+    mask = model.roi_heads.mask_predictor
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(mask.conv5_mask.in_channels,
+                                                       mask.conv5_mask.out_channels, num_classes)
+    model.coco_init = {"arch": COCO_ARCH, "num_classes": num_classes, "min_size": min_size, "max_size": max_size}
+    return model
+
+
+def coco_weights_file(timeout: float = 3.0) -> Path:
+    """The COCO weights file of ``--init coco``, in ``torch.hub``'s cache (downloaded there when possible:
+    :func:`helpers.pretrained.fetch_weights`).
+
+    Raises:
+        FileNotFoundError: not cached and not downloadable; the message names the exact path the file
+            must be put at and the address to fetch it from.
+    """
+    from helpers.pretrained import cached_weights_path, coco_weights, fetch_weights
+
+    found = fetch_weights(coco_weights(), timeout=timeout)
+    path = cached_weights_path(coco_weights())
+    if found.ok:
+        return path
+    if path.is_file():  # offline forced (MASKRCNN_SBS_OFFLINE) but the file is there: use it
+        return path
+    raise FileNotFoundError(
+        f"--init coco needs torchvision's COCO weights, which are not in torch.hub's cache and cannot be "
+        f"downloaded here ({found.detail}). Put the file {coco_weights().url} at {path} "
+        "(torch.hub's cache: $TORCH_HOME/hub/checkpoints) and run again. Nothing was written.")
+
+
+def save_coco_model(model: nn.Module, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Save a :func:`build_coco_model` model as ``{"state_dict", "config": {"arch", ...}, "extra"}``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                "config": dict(model.coco_init), "extra": dict(extra or {})}, path)
+    return path
+
+
+def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint of ``python -m helpers.train``, from scratch (:func:`helpers.model.load_checkpoint`)
+    or fine-tuned from COCO (``config["arch"] == "maskrcnn_resnet50_fpn"``); the model in eval mode."""
+    from helpers.model import load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m helpers.train`")
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(raw, dict) and isinstance(raw.get("config"), dict) and raw["config"].get("arch") == COCO_ARCH:
+        c = raw["config"]
+        model = build_coco_model(int(c["num_classes"]), weights=None, min_size=int(c["min_size"]),
+                                 max_size=int(c["max_size"]))
+        model.load_state_dict(raw["state_dict"])
+        return model.to(map_location).eval(), raw
+    return load_checkpoint(path, map_location)
 
 
 # ----------------------------------------------------------------------------------------------

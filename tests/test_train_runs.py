@@ -326,3 +326,41 @@ def test_per_class_ap_averages_to_cocos_ap():
         values = [v for v in per_class[kind].values() if v >= 0]
         assert np.mean(values) == pytest.approx(metrics[kind]["AP"], abs=1e-12)
     assert per_class["segm"] and all(v == pytest.approx(1.0) for v in per_class["segm"].values() if v >= 0)
+
+
+# -- fine-tuning from torchvision's COCO weights ---------------------------------------------------------
+def test_coco_init_replaces_the_predictors_for_the_users_classes(tmp_path):
+    """Built without weights (the loading code path is torchvision's own): the two predictors are sized for
+    the user's 4 classes, everything else is torchvision's architecture; the training forward gives the five
+    losses, and the saved model loads back (load_trained) with the same weights."""
+    from helpers.train import build_coco_model, load_trained, save_coco_model
+
+    torch.manual_seed(0)
+    model = build_coco_model(4, weights=None, min_size=64, max_size=64)
+    box, mask = model.roi_heads.box_predictor, model.roi_heads.mask_predictor
+    assert (box.cls_score.out_features, box.bbox_pred.out_features) == (4, 16)
+    assert mask.mask_fcn_logits.out_channels == 4 and mask.conv5_mask.in_channels == 256
+    assert box.cls_score.in_features == 1024
+    image, target = ShapesDataset(1, seed=0, size=64)[0]
+    model.train()
+    losses = model([image], [target])
+    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    save_coco_model(model, tmp_path / "ft.pt", extra={"classes": ["bg", "a", "b", "c"]})
+    again, raw = load_trained(tmp_path / "ft.pt")
+    assert raw["config"]["arch"] == "maskrcnn_resnet50_fpn"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(ValueError, match="num_classes"):
+        build_coco_model(1, weights=None)
+
+
+def test_coco_init_offline_fails_at_once_naming_the_file(tmp_path, monkeypatch):
+    from helpers.pretrained import coco_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("MASKRCNN_SBS_OFFLINE", "1")
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / coco_weights().url.rsplit("/", 1)[1]
+    with pytest.raises(FileNotFoundError) as exc:
+        train(_tiny(tmp_path, init="coco", name="ft"))
+    assert str(expected) in str(exc.value) and "Nothing was written" in str(exc.value)
+    assert not (tmp_path / "runs").exists() and not expected.exists()
