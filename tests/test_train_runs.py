@@ -364,3 +364,27 @@ def test_coco_init_offline_fails_at_once_naming_the_file(tmp_path, monkeypatch):
         train(_tiny(tmp_path, init="coco", name="ft"))
     assert str(expected) in str(exc.value) and "Nothing was written" in str(exc.value)
     assert not (tmp_path / "runs").exists() and not expected.exists()
+
+
+# -- device options ---------------------------------------------------------------------------------------
+def test_amp_on_the_cpu_trains_in_bfloat16_and_deterministic_restores_the_flags():
+    cfg = dict(steps=2, batch_size=2, val_images=1, eval_subset=0, progress=False, threads=1)
+    plain = train(TrainConfig(**cfg), TINY_MODEL, write=False)
+    amp = train(TrainConfig(**cfg, amp=True), TINY_MODEL, write=False)
+    a, b = plain["steps"][0]["loss"], amp["steps"][0]["loss"]
+    assert np.isfinite(b) and a != b and b == pytest.approx(a, rel=0.05)  # bfloat16: close, not equal
+    before = torch.are_deterministic_algorithms_enabled()
+    d1 = train(TrainConfig(**cfg, deterministic=True), TINY_MODEL, write=False)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    assert [r["loss"] for r in d1["steps"]] == [r["loss"] for r in plain["steps"]]  # the CPU path is deterministic
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_few_steps_on_cuda_with_amp_and_deterministic(tmp_path):
+    cfg = dict(steps=4, batch_size=2, val_images=2, eval_subset=1, progress=False, threads=1, device="cuda")
+    log = train(TrainConfig(**cfg, runs_dir=str(tmp_path / "runs"), name="gpu", amp=True, workers=1), TINY_MODEL)
+    assert log["device"].startswith("cuda") and all(np.isfinite(r["loss"]) for r in log["steps"])
+    a = train(TrainConfig(**cfg, deterministic=True), TINY_MODEL, write=False)
+    b = train(TrainConfig(**cfg, deterministic=True), TINY_MODEL, write=False)
+    assert [r["loss"] for r in a["steps"]] == [r["loss"] for r in b["steps"]]
