@@ -77,7 +77,7 @@ __all__ = ["TrainConfig", "TrainData", "train", "fit", "build_data", "build_opti
            "machine_info", "output_path", "repo_relative", "LOSS_NAMES", "DEFAULT_COMMAND", "SHIPPED_COMMAND",
            "StepBatches", "flip_horizontal", "scaled_anchor_sizes", "box_size_stats", "default_run_name",
            "RunPaths", "run_paths", "check_outputs_free", "build_coco_model", "coco_weights_file", "save_coco_model",
-           "load_trained", "COCO_ARCH"]
+           "load_trained", "COCO_ARCH", "AllReduceBatchNorm2d", "convert_batchnorm"]
 
 LOSS_NAMES: tuple[str, ...] = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
 """torchvision's five Mask R-CNN loss terms, in the order the stages run."""
@@ -883,7 +883,8 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
         if device.type == "cuda":
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
-        if not dist.is_initialized():
+        own_group = not dist.is_initialized()
+        if own_group:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     seed_everything(cfg.seed)
     data = build_data(cfg, mcfg.image_size)
@@ -907,8 +908,7 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
     trained = model
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(
-            nn.SyncBatchNorm.convert_sync_batchnorm(model),
-            device_ids=[local_rank] if device.type == "cuda" else None)
+            convert_batchnorm(model, device.type == "cuda"), device_ids=[local_rank] if device.type == "cuda" else None)
         model = trained.module
 
     def save_state(state: dict[str, Any]) -> None:
@@ -921,6 +921,9 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
     model = _unwrap(trained)
     if world > 1:
         model = _plain_batchnorm(model)
+        if own_group:
+            dist.barrier()
+            dist.destroy_process_group()
     model.eval()
     if rank != 0:
         return {"rank": rank, "steps": fitted["steps"], "steps_done": fitted["steps_done"]}
@@ -943,10 +946,57 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
     return log
 
 
-def _plain_batchnorm(module: nn.Module) -> nn.Module:
-    """SyncBatchNorm layers back to BatchNorm2d (same parameters and statistics), for saving and evaluating."""
+class AllReduceBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the whole global batch, summed over the processes
+    with a differentiable ``all_reduce`` (``torch.distributed.nn.functional``): ``nn.SyncBatchNorm`` for the
+    CPU and gloo, which ``nn.SyncBatchNorm`` does not run on (it needs a GPU). Mean and biased variance
+    from the global sums ``sum x`` and ``sum x^2``; the running variance is updated with the unbiased one,
+    as ``nn.BatchNorm2d`` does. In eval mode it is ``nn.BatchNorm2d``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        n_local = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        stats = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), n_local])  # [2C + 1]
+        stats = all_reduce(stats)
+        c = x.shape[1]
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp(min=0)
+        with torch.no_grad():
+            if self.track_running_stats and self.running_mean is not None:
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def convert_batchnorm(module: nn.Module, cuda: bool) -> nn.Module:
+    """Every ``BatchNorm2d`` made global-batch: ``nn.SyncBatchNorm`` on CUDA, :class:`AllReduceBatchNorm2d`
+    on the CPU (parameters and running statistics carried over)."""
+    if cuda:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     out = module
-    if isinstance(module, nn.SyncBatchNorm):
+    if type(module) is nn.BatchNorm2d:
+        out = AllReduceBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                                   module.track_running_stats)
+        out.load_state_dict(module.state_dict())
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, convert_batchnorm(child, cuda))
+    return out
+
+
+def _plain_batchnorm(module: nn.Module) -> nn.Module:
+    """SyncBatchNorm / AllReduceBatchNorm2d layers back to BatchNorm2d (same parameters and statistics)."""
+    out = module
+    if isinstance(module, (nn.SyncBatchNorm, AllReduceBatchNorm2d)):
         out = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
                              module.track_running_stats).to(module.weight.device)
         out.load_state_dict(module.state_dict())

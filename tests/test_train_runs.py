@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from torch import nn
 from helpers.coco_data import CocoInstanceDataset, read_image
 from helpers.evaluate import coco_evaluate, coco_evaluate_per_class, predict, stream_results, to_coco_results
 from helpers.model import ShapesModelConfig, build_model
-from helpers.project import DATA_DIR
+from helpers.project import DATA_DIR, ROOT
 from helpers.shapes import ShapesDataset, to_coco
 from helpers.train import (StepBatches, TrainConfig, batch_indices, build_data, fit, flip_horizontal, main,
                            parse_args, scaled_anchor_sizes, seed_everything, train, train_step, build_optimizer)
@@ -388,3 +389,47 @@ def test_a_few_steps_on_cuda_with_amp_and_deterministic(tmp_path):
     a = train(TrainConfig(**cfg, deterministic=True), TINY_MODEL, write=False)
     b = train(TrainConfig(**cfg, deterministic=True), TINY_MODEL, write=False)
     assert [r["loss"] for r in a["steps"]] == [r["loss"] for r in b["steps"]]
+
+
+# -- several processes: torchrun + DistributedDataParallel (gloo on the CPU) ----------------------------------
+def test_torchrun_two_cpu_processes_follow_the_single_process_loss_curve(tmp_path):
+    """``torchrun --nproc_per_node=2 -m helpers.train`` (gloo, 1 thread each, one image per rank) against one
+    process with the same global batch of 2, for 3 steps.
+
+    What can differ, and why the tolerances are what they are:
+    - random sampling of anchors and RoIs (torchvision draws them per image from the global RNG: the ranks'
+      streams are not the single process's). Removed: ``rpn_batch_size_per_image`` and
+      ``box_batch_size_per_image`` larger than the candidates, so every anchor and proposal is kept;
+    - BatchNorm statistics: made those of the global batch (``AllReduceBatchNorm2d`` on the CPU, SyncBatchNorm
+      on GPUs); a rank-local BatchNorm would change every term from the first step;
+    - each loss is a mean over its rank's anchors / RoIs / positives, and DDP averages the two ranks' means
+      with equal weights, where one process divides the sum by the global count. Identical when the two
+      images have as many of them. RPN: the anchors kept differ only by those between the IoU thresholds
+      (rel 1e-3); box head: proposals + ground truth per image (rel 2 %); mask loss: the positive RoIs per
+      image, which differ several-fold between two images (rel 25 %).
+    """
+    import subprocess
+    import sys
+
+    model_json = json.dumps({**{k: v for k, v in TINY_MODEL.items() if k != "widths"},
+                             "rpn_batch_size_per_image": 100000, "box_batch_size_per_image": 100000})
+    args = ["--steps", "3", "--batch-size", "2", "--train-images", "2", "--val-images", "1", "--eval-subset", "0",
+            "--threads", "1", "--no-progress", "--image-size", "64", "--widths", "8,16,32,64",
+            "--model-json", model_json, "--runs-dir", str(tmp_path / "runs")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "helpers.train",
+                           *args, "--name", "ddp"], capture_output=True, text=True, env=env, timeout=240,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = main([*args, "--name", "one"])
+    ddp = json.loads((tmp_path / "runs" / "ddp" / "log.json").read_text())
+    assert ddp["world_size"] == 2 and one["world_size"] == 1
+    tolerance = {"loss_objectness": 1e-3, "loss_rpn_box_reg": 1e-3, "loss_classifier": 0.02, "loss_box_reg": 0.02,
+                 "loss_mask": 0.25}
+    for a, b in zip(ddp["steps"], one["steps"]):
+        for name, rel in tolerance.items():
+            assert a[name] == pytest.approx(b[name], rel=rel), (a["step"], name, a[name], b[name])
+    # rank 0 alone wrote the run: one model, one log, and it loads as a plain (BatchNorm2d) model
+    from helpers.model import load_checkpoint
+
+    load_checkpoint(tmp_path / "runs" / "ddp" / "model.pt")
