@@ -1,34 +1,57 @@
-"""Train the shapes Mask R-CNN from scratch, save a checkpoint and a JSON log, score it with COCOeval.
+"""Train a Mask R-CNN (the shapes model, or on your own COCO-format data), save it, score it with COCOeval.
 
 Usage (the command that produced the shipped ``data/shapes_maskrcnn.pt``,
-:data:`helpers.project.SHAPES_CHECKPOINT`)::
+:data:`helpers.project.SHAPES_CHECKPOINT`, :data:`SHIPPED_COMMAND`)::
 
-    python -m helpers.train
+    python -m helpers.train --checkpoint data/shapes_maskrcnn.pt --log data/shapes_train_log.json --overwrite
 
-is the same as ``python -m helpers.train --steps 1000 --batch-size 8 --seed 0 --threads 2``. Useful options::
+The defaults are that recipe (``--steps 1000 --batch-size 8 --seed 0 --threads 2``); without ``--checkpoint``
+and ``--log`` a run writes into its own folder ``runs/<name>/`` (``--runs-dir``, ``--name``: by default the
+data's name and the UTC time): ``config.json`` at the start, ``last.pt`` (the resume state) every
+``--save-every`` steps, then ``model.pt``, ``evaluation.json`` and ``log.json``. It refuses to replace an
+existing run folder or file unless ``--overwrite``, and writes into ``data/`` only when a path names it.
+Useful options::
 
-    python -m helpers.train --steps 200 --checkpoint /tmp/m.pt --log /tmp/m.json   # a short try
+    python -m helpers.train --steps 200 --name short                                # a short try: runs/short/
+    python -m helpers.train --resume runs/short                                     # continue an interrupted run
     python -m helpers.train --pool pool --feature-stride 16 --seed 1                # an ablation run
-    python -m helpers.train --impl series --checkpoint /tmp/s.pt --log /tmp/s.json  # the series' own model
-    python -m helpers.train --coco-images my/images --coco-json my/instances.json   # your own data
+    python -m helpers.train --impl series                                           # the series' own model
+    python -m helpers.train --coco-images my/images --coco-json my/instances.json \
+        --image-size 512 --flip --workers 2                                         # your own data
+    python -m helpers.train --init coco --lr 1e-4 --coco-images ... --coco-json ... # fine-tune COCO weights
+    torchrun --nproc_per_node=2 -m helpers.train ...                                # DistributedDataParallel
     python -m helpers.train --benchmark 20     # time 20 steps here; projects the default run's time
     python -m helpers.train --help
 
 What it does, in order:
 
-1. seeds ``torch``, ``numpy`` and ``random``; uses ``--threads`` CPU threads (2) and the GPU when
-   one is present (``--device cpu`` forces the CPU);
-2. builds :func:`helpers.model.build_model` (random weights: nothing is downloaded);
+1. checks that nothing would be overwritten (and, for ``--init coco``, that the weights can be had);
+   seeds ``torch``, ``numpy`` and ``random``; uses ``--threads`` CPU threads (2) and the GPU when one is
+   present (``--device cpu`` forces the CPU);
+2. builds :func:`helpers.model.build_model` (random weights: nothing is downloaded) or, with
+   ``--init coco``, :func:`build_coco_model`;
 3. trains for ``--steps`` steps of ``--batch-size`` images with AdamW, a linear warm-up and a cosine
-   decay, showing a tqdm progress bar. Shapes training images are ``ShapesDataset(steps *
-   batch_size, seed=--seed)``: every step sees new images. The validation images are
-   ``ShapesDataset(--val-images, seed=--val-seed)``; item ``i`` of a data set with seed ``s`` is
-   drawn from ``numpy.random.default_rng([s, i])``, so different seeds never share an image;
+   decay, through a ``torch.utils.data.DataLoader`` (``--workers``), showing a tqdm progress bar. Shapes
+   training images are ``ShapesDataset(steps * batch_size, seed=--seed)``: every step sees new images.
+   The validation images are ``ShapesDataset(--val-images, seed=--val-seed)``; item ``i`` of a data set
+   with seed ``s`` is drawn from ``numpy.random.default_rng([s, i])``, so different seeds never share an
+   image;
 4. saves the checkpoint (``{"state_dict", "config", "extra"}``, plain types, loads with
    ``torch.load(weights_only=True)``);
-5. evaluates on the validation set with COCOeval (``segm`` and ``bbox``) and writes the log: the
-   command, both configs, every step's five loss terms, learning rate and elapsed time, the wall
-   and CPU time, threads, machine, load average, and the metrics.
+5. evaluates on the validation set with COCOeval (``segm`` and ``bbox``), streaming (one batch of masks
+   in memory), with each class's AP, and writes the log: the command, both configs, every step's five
+   loss terms, learning rate and elapsed time, the wall and CPU time, threads, machine, load average,
+   and the metrics.
+
+Reproducibility: at the defaults the new machinery (DataLoader, flips off, anchors 12-96 at image size
+128, losses read every step on the CPU) trains exactly what the plain loop trained, bit for bit (tested).
+``--deterministic`` sets ``torch.use_deterministic_algorithms(True, warn_only=True)`` and cuDNN's flags
+(``deterministic=True``, ``benchmark=False``, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``). On the CPU, runs with the
+same seed and threads repeat already (tested). On CUDA, torchvision's ``roi_align`` switches to its
+pure-PyTorch path, whose backward is deterministic (torchvision 0.29, ``ops/roi_align.py``); ``roi_pool``'s
+CUDA backward and torch ops listed in ``torch.use_deterministic_algorithms``'s documentation as lacking a
+deterministic CUDA kernel (among them the backward of ``F.interpolate``'s up-sampling, used by the FPN's
+top-down path) warn and name themselves instead of failing. Not run on a GPU here: no GPU was available.
 
 The pieces, for reuse: :func:`build_data` (step 3's data), :func:`fit` (the training loop alone: a
 model, data and a config in, the trained model and its per-step log out), :func:`evaluate_run`
