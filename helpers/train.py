@@ -642,9 +642,15 @@ def fit(model: nn.Module, data: TrainData, config: TrainConfig, *, resume_state:
             flush()
             with clock.pause():
                 save_state(snapshot(step + 1))
-        if config.time_limit is not None and time.perf_counter() - clock.wall0 > config.time_limit:
-            stopped_early = True
-            break
+        if config.time_limit is not None:
+            over = time.perf_counter() - clock.wall0 > config.time_limit
+            if world > 1:  # every rank stops at the same step (rank 0's clock decides), or the collectives hang
+                flag = torch.tensor([float(over)], device=device)
+                torch.distributed.broadcast(flag, src=0)
+                over = bool(flag.item())
+            if over:
+                stopped_early = True
+                break
     flush()
     if bar is not None:
         bar.close()
