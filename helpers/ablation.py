@@ -190,7 +190,8 @@ def run_one(op: str, stride: int, seed: int, train_overrides: Mapping[str, Any] 
     mcfg = {**ABLATION_MODEL, **dict(model_overrides or {}), "pool": op, "feature_stride": stride}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(**{**tcfg, "seed": seed, "progress": progress,
-                             "checkpoint": str(Path(tmp) / "model.pt"), "log": str(Path(tmp) / "log.json")})
+                             "checkpoint": str(Path(tmp) / "model.pt"), "log": str(Path(tmp) / "log.json"),
+                             "runs_dir": tmp, "name": "run", "save_every": 0})
         log = train(cfg, mcfg, command=f"{DEFAULT_COMMAND} (op={op}, stride={stride}, seed={seed})")
         record = _record(op, stride, seed, log)
         if checkpoint is not None:
