@@ -639,19 +639,20 @@ def _mistakes_08_2() -> list[tuple[Any, str]]:
 
 HITS_09 = (True, False, True, True)   # detections from the highest score down; 4 objects exist
 OBJECTS_09 = 4
+SCORES_09_2 = (0.95, 0.92, 0.91, 0.6)   # the same four detections, with scores; score_thresh = 0.9
 
 
-def _ref_09_1() -> float:
-    """COCO AP at IoU 0.5 for HITS_09, from pycocotools on boxes built to produce exactly those hits."""
+def _coco_ap50(hits: tuple[bool, ...], n_objects: int) -> float:
+    """COCO AP at IoU 0.5 of ranked detections (hit or not), from pycocotools on boxes built to produce them."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    gt_boxes = [[100.0 * i, 0.0, 40.0, 40.0] for i in range(OBJECTS_09)]   # xywh, far apart
+    gt_boxes = [[100.0 * i, 0.0, 40.0, 40.0] for i in range(n_objects)]   # xywh, far apart
     dataset = {"images": [{"id": 1, "width": 1000, "height": 1000}], "categories": [{"id": 1, "name": "shape"}],
                "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": 1600.0, "iscrowd": 0}
                                for i, b in enumerate(gt_boxes)]}
     detections, found = [], 0
-    for k, hit in enumerate(HITS_09):
+    for k, hit in enumerate(hits):
         box = gt_boxes[found] if hit else [500.0 + 50 * k, 500.0, 40.0, 40.0]
         found += hit
         detections.append({"image_id": 1, "category_id": 1, "bbox": box, "score": 0.9 - 0.1 * k})
@@ -664,6 +665,26 @@ def _ref_09_1() -> float:
         evaluator.accumulate()
         evaluator.summarize()
     return float(evaluator.stats[1])   # AP50
+
+
+def _ref_09_1() -> float:
+    return _coco_ap50(HITS_09, OBJECTS_09)
+
+
+def _ref_09_2() -> float:
+    return _coco_ap50(tuple(h for h, s in zip(HITS_09, SCORES_09_2) if s >= 0.9), OBJECTS_09)
+
+
+def _mistakes_09_2() -> list[tuple[Any, str]]:
+    kept = tuple(h for h, s in zip(HITS_09, SCORES_09_2) if s >= 0.9)
+    return [
+        (_ref_09_1(), "That is the AP of all four detections; the threshold removes the last one (0.6), and with "
+                      "it the recall from 0.5 to 0.75."),
+        (_coco_ap50(kept, int(np.sum(kept))), "Recall still divides by all 4 objects: the ones the threshold "
+                                              "dropped count as missed."),
+        (float(np.sum(kept)) / len(kept), "That is the precision of the kept detections; AP averages precision "
+                                          "over recall 0 to 1, and past the highest recall reached it reads 0."),
+    ]
 
 
 def _pr(n_objects: int) -> tuple[np.ndarray, np.ndarray]:
@@ -859,6 +880,10 @@ def _make() -> dict[str, Exercise]:
                  "Precision and recall after each detection; make precision non-increasing from the right; read it "
                  "at recall 0, 0.01, ..., 1; average the 101 values.",
                  _ref_09_1, _mistakes_09_1, tolerance=5e-4),
+        Exercise("09.2", "a number (AP at IoU 0.5)", "section '5. Average precision, rebuilt in NumPy'",
+                 "Keep the detections scoring at least 0.9, then compute AP as before: recall still divides "
+                 "by all 4 objects.",
+                 _ref_09_2, _mistakes_09_2, tolerance=5e-4),
         Exercise("10.1", "a number (a fraction between 0 and 1)", "section 'The results' (the summary table)",
                  "Use the means over seeds: 1 - pool / align, for mask AP75 at stride 16.",
                  _ref_10_1, _mistakes_10_1, tolerance=0.01),
