@@ -497,9 +497,10 @@ def _mistakes_06_1() -> list[tuple[Any, str]]:
 def _sampled(positives: int, negatives: int) -> np.ndarray:
     from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 
-    torch.manual_seed(0)   # the sampler draws with the global generator; the counts do not depend on it
     labels = torch.cat([torch.ones(positives), torch.zeros(negatives)])
-    pos, neg = BalancedPositiveNegativeSampler(512, 0.25)([labels])
+    with torch.random.fork_rng(devices=[]):   # the sampler draws from the global generator: leave the student's alone
+        torch.manual_seed(0)
+        pos, neg = BalancedPositiveNegativeSampler(512, 0.25)([labels])
     return np.array([int(pos[0].sum()), int(neg[0].sum())])
 
 
@@ -605,16 +606,16 @@ def _proposals_before_nms(pre_nms_top_n: int) -> int:
 
     sizes = ((32,), (64,), (128,), (256,), (512,))
     generator = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
-    torch.manual_seed(0)
-    head = RPNHead(1, 3)
-    torch.nn.init.zeros_(head.bbox_pred.weight)   # deltas 0: proposals are the (clipped) anchors
-    torch.nn.init.zeros_(head.bbox_pred.bias)
-    # nms_thresh=1.0 suppresses nothing, so what NMS returns is exactly what entered it
-    rpn = RegionProposalNetwork(generator, head, 0.7, 0.3, 256, 0.5,
-                                {"training": 2000, "testing": pre_nms_top_n}, {"training": 2000, "testing": 100000},
-                                nms_thresh=1.0).eval()
-    features = {str(i): torch.rand(1, 1, 128 // s, 128 // s) for i, s in enumerate((4, 8, 16, 32, 64))}
-    with torch.no_grad():
+    with torch.random.fork_rng(devices=[]), torch.no_grad():   # seeded here, the student's generator untouched
+        torch.manual_seed(0)
+        head = RPNHead(1, 3)
+        torch.nn.init.zeros_(head.bbox_pred.weight)   # deltas 0: proposals are the (clipped) anchors
+        torch.nn.init.zeros_(head.bbox_pred.bias)
+        # nms_thresh=1.0 suppresses nothing, so what NMS returns is exactly what entered it
+        rpn = RegionProposalNetwork(generator, head, 0.7, 0.3, 256, 0.5,
+                                    {"training": 2000, "testing": pre_nms_top_n}, {"training": 2000, "testing": 100000},
+                                    nms_thresh=1.0).eval()
+        features = {str(i): torch.rand(1, 1, 128 // s, 128 // s) for i, s in enumerate((4, 8, 16, 32, 64))}
         boxes, _ = rpn(ImageList(torch.zeros(1, 3, 128, 128), [(128, 128)]), features)
     return int(boxes[0].shape[0])
 

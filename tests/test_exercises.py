@@ -184,3 +184,12 @@ def test_the_checkers_agree_with_the_series_own_code() -> None:
     decoded = box_coder.BoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(
         torch.tensor([exercises.DELTAS_06], dtype=torch.float64), torch.tensor([exercises.PROPOSAL_06], dtype=torch.float64))
     assert np.allclose(decoded[0].numpy(), EXERCISES["06.1"].reference())
+
+
+def test_checking_leaves_the_global_random_state_alone() -> None:
+    """A check at the end of a notebook must not change what a later seeded cell draws."""
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    for eid in exercise_ids():
+        grade(eid, solution_of(eid))
+    assert torch.equal(torch.random.get_rng_state(), before)
