@@ -20,6 +20,7 @@ solution block through its checker.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import math
@@ -461,17 +462,29 @@ def _mistakes_05_2() -> list[tuple[Any, str]]:
 PROPOSAL_06, DELTAS_06 = (10.0, 20.0, 50.0, 60.0), (1.0, -0.5, 0.2, 0.1)
 
 
-def _decode(weights: tuple[float, float, float, float]) -> np.ndarray:
-    from torchvision.models.detection._utils import BoxCoder
+def _tv_roi_heads() -> torch.nn.Module:
+    """torchvision's RoIHeads as ``MaskRCNN`` builds them with its defaults (box coder, sampler), on a stub
+    backbone: its public way to reach them (their classes live in a private module)."""
+    from torchvision.models.detection import MaskRCNN
 
-    coder = BoxCoder(weights)
+    backbone = torch.nn.Identity()
+    backbone.out_channels = 1
+    with torch.random.fork_rng(devices=[]):   # building initialises weights: leave the student's generator alone
+        return MaskRCNN(backbone, num_classes=2).roi_heads
+
+
+def _decode(weights: tuple[float, float, float, float] | None) -> np.ndarray:
+    """The box head's decoding of DELTAS_06 on PROPOSAL_06; ``None``: torchvision's default weights."""
+    coder = copy.copy(_tv_roi_heads().box_coder)
+    if weights is not None:
+        coder.weights = weights
     out = coder.decode_single(torch.tensor([DELTAS_06], dtype=torch.float64),
                               torch.tensor([PROPOSAL_06], dtype=torch.float64))
     return out[0].numpy()
 
 
 def _ref_06_1() -> np.ndarray:
-    return _decode((10.0, 10.0, 5.0, 5.0))
+    return _decode(None)   # the default weights, (10, 10, 5, 5)
 
 
 def _mistakes_06_1() -> list[tuple[Any, str]]:
@@ -495,12 +508,11 @@ def _mistakes_06_1() -> list[tuple[Any, str]]:
 
 
 def _sampled(positives: int, negatives: int) -> np.ndarray:
-    from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
-
+    sampler = _tv_roi_heads().fg_bg_sampler   # MaskRCNN's defaults: 512 RoIs per image, 25 % positive
     labels = torch.cat([torch.ones(positives), torch.zeros(negatives)])
     with torch.random.fork_rng(devices=[]):   # the sampler draws from the global generator: leave the student's alone
         torch.manual_seed(0)
-        pos, neg = BalancedPositiveNegativeSampler(512, 0.25)([labels])
+        pos, neg = sampler([labels])
     return np.array([int(pos[0].sum()), int(neg[0].sum())])
 
 
