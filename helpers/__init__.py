@@ -25,6 +25,7 @@ torchvision has the function:
 - :mod:`helpers.series`      the list of notebooks, read by the README table, navigation bars and map
 - :mod:`helpers.project`     the repository URL and paths, kept in one place
 - :mod:`helpers.checks`      argument checks shared by every module (``check_int(value, name, ...)``)
+- :mod:`helpers.exercises`   the checkers of the notebooks' exercises (``check("01.1", answer)``)
 
 Functions a notebook writes in the open are exported into these modules from the notebook's
 ``#@save helpers.<module>`` cells by ``python tools/nb.py export``; they stand in blocks marked
