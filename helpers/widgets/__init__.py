@@ -23,7 +23,7 @@ RoIAlignPanel``). Adding a panel: write it in a module of its own, subclassing :
 panel exported here.
 """
 
-from helpers.widgets.panel import BlitPanel, Panel, PanelMessage, format_readout
+from helpers.widgets.panel import BlitPanel, Panel, PanelMessage, PanelSnapshot, format_readout
 from helpers.widgets.bilinear import BilinearPanel
 from helpers.widgets.roi_align import RoIAlignPanel
 from helpers.widgets.roi_pool import RoIPoolVsAlignPanel
@@ -32,6 +32,6 @@ from helpers.widgets.anchor_match import AnchorMatchPanel
 from helpers.widgets.detections import DetectionPanel
 from helpers.widgets.mask_roi import MaskRoIPanel
 
-__all__ = ["Panel", "PanelMessage", "format_readout", "BlitPanel",
+__all__ = ["Panel", "PanelMessage", "PanelSnapshot", "format_readout", "BlitPanel",
            "BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "FPNLevelPanel", "AnchorMatchPanel",
            "DetectionPanel", "MaskRoIPanel"]
