@@ -158,8 +158,9 @@ class RoIPoolVsAlignPanel(BlitPanel):
                                    "RoIAlign bin (0, 0)": float(self.aligned_out[0, 0])}
         if problem:
             numbers["note"] = (f"{problem}. torchvision does not refuse it: RoIPool takes max(x2 - x1 + 1, 1) "
-                               "rounded pixels, RoIAlign (aligned=False) max(x2 - x1, 1), so both pool the box "
-                               f"grown to ({gx1 + shift:g}, {gy1:g}, {gx2 + shift:g}, {gy2:g}).")
+                               "rounded pixels, RoIAlign (aligned=False) max(x2 - x1, 1), so both pool it as the box "
+                               f"({gx1 + shift:g}, {gy1:g}, {gx2 + shift:g}, {gy2:g}), widened to one pixel "
+                               "where it is empty.")
         numbers.update({f"RoIPool {k}": v for k, v in readout_rows(self.pooled).items()})
         numbers.update({f"RoIAlign {k}": v for k, v in readout_rows(self.aligned_out).items()})
         return numbers
