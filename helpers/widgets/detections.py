@@ -14,13 +14,13 @@ from helpers.box_coder import BoxCoder
 from helpers.boxes import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from helpers.viz import CLASS_COLORS, COLORS, box_outlines, draw_boxes, draw_image
 from helpers.widgets.panel import BlitPanel, one_thread
-from helpers.widgets.trained import box_head_outputs, image_features
+from helpers.widgets.trained import box_head_outputs, image_features, shipped_model, validation_set
 
 
 class DetectionPanel(BlitPanel):
     """Notebook 06: from the box head's scores to detections, on validation images of the trained model.
 
-    For the chosen image, the model's backbone, RPN and box head run once (cached per image); the
+    For every offered image, the model's backbone, RPN and box head run once, in the constructor; the
     panel then does the post-processing of :func:`helpers.box_head.postprocess_detections` by hand:
     softmax, decode every class's deltas, clip, drop the background column, drop boxes under 0.01
     pixel (all computed once), and on every move: keep scores ``> score threshold``, per-class NMS
@@ -36,12 +36,14 @@ class DetectionPanel(BlitPanel):
     Sliders: ``image`` (a dropdown over ``indices``), ``score_thresh`` and ``nms_thresh``.
 
     Args:
-        model: the trained model in eval mode (torchvision's assembly or the series' own).
-        dataset: a sequence of ``(image, target)`` pairs (``helpers.shapes.ShapesDataset``).
+        model: the trained model in eval mode (torchvision's assembly or the series' own); ``None``: the shipped one.
+        dataset: a sequence of ``(image, target)`` pairs (``helpers.shapes.ShapesDataset``); ``None``: the
+            validation images, ``ShapesDataset(200, seed=1_000_000)``.
         indices: the items of ``dataset`` offered by the dropdown (the first is shown first).
         class_names: names of the labels.
-        score_thresh, nms_thresh: starting values (the model's: 0.05 and 0.5).
-        max_detections: detections kept per image (the model's ``box_detections_per_img``: 30).
+        score_thresh, nms_thresh: starting values; ``None``: the model's (``box_score_thresh``, ``box_nms_thresh``
+            of its ``shapes_config``: 0.05 and 0.5 for the shipped model; torchvision's defaults otherwise).
+        max_detections: detections kept per image; ``None``: the model's ``box_detections_per_img`` (30).
         dpi: PNG resolution.
 
     Attributes:
@@ -52,10 +54,19 @@ class DetectionPanel(BlitPanel):
 
     title = "box head: scores to detections"
 
-    def __init__(self, model: Any, dataset: Sequence[Any], indices: Sequence[int] = (46, 0, 1, 2),
+    def __init__(self, model: Any = None, dataset: Sequence[Any] | None = None, indices: Sequence[int] = (46, 0, 1, 2),
                  class_names: Sequence[str] = ("background", "circle", "square", "triangle"),
-                 score_thresh: float = 0.05, nms_thresh: float = 0.5, max_detections: int = 30,
+                 score_thresh: float | None = None, nms_thresh: float | None = None, max_detections: int | None = None,
                  dpi: int = 80) -> None:
+        model = shipped_model() if model is None else model
+        dataset = validation_set() if dataset is None else dataset
+        config = getattr(model, "shapes_config", None)    # helpers.model's models carry their ShapesModelConfig
+        if score_thresh is None:
+            score_thresh = config.box_score_thresh if config is not None else 0.05
+        if nms_thresh is None:
+            nms_thresh = config.box_nms_thresh if config is not None else 0.5
+        if max_detections is None:
+            max_detections = config.box_detections_per_img if config is not None else 100
         indices = [int(i) for i in indices]
         if not indices:
             raise ValueError("indices must name at least one item of dataset")
@@ -79,7 +90,8 @@ class DetectionPanel(BlitPanel):
                                               description="NMS IoU >", readout_format=".2f",
                                               style={"description_width": "initial"}),
         }
-        self.load(indices[0])
+        for index in indices:          # every image's candidates now, so that choosing one later is instant
+            self.load(index)
         super().__init__(sliders, figsize=(4.4, 4.6), dpi=dpi)
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

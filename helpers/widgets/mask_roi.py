@@ -15,7 +15,7 @@ from helpers.boxes import box_iou
 from helpers.mask_head import paste_masks_in_image, project_masks_on_boxes
 from helpers.viz import COLORS, MASK_COLORS, draw_image, move_rectangle
 from helpers.widgets.panel import BlitPanel, PanelMessage, coordinate_slider, one_thread
-from helpers.widgets.trained import ImageFeatures, image_features, mask_logits
+from helpers.widgets.trained import ImageFeatures, image_features, mask_logits, shipped_model, validation_set
 
 HIT, MISSED, EXTRA = (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.12, 0.47, 0.71)
 """Colours of the pasted mask's pixels: hit (predicted and true), missed (true only), extra (predicted only)."""
@@ -43,8 +43,9 @@ class MaskRoIPanel(BlitPanel):
 
     Args:
         model: the trained model in eval mode (``helpers.model.load_checkpoint(SHAPES_CHECKPOINT)[0]``,
-            torchvision's assembly or the series' own).
+            torchvision's assembly or the series' own); ``None``: the shipped one.
         image: ``Tensor[3, H, W]`` in [0, 1]; ``target``: its ground truth (``boxes``, ``labels``, ``masks``).
+            Both ``None``: validation image 46 (``ShapesDataset(200, seed=1_000_000)[46]``).
         box: the starting proposal ``(x1, y1, x2, y2)``; ``None``: the first object's own box.
         aligned: starting value of the toggle.
         class_names: names of the labels (``helpers.shapes.CLASSES``).
@@ -61,10 +62,15 @@ class MaskRoIPanel(BlitPanel):
     title = "mask target and prediction"
     M = 28
 
-    def __init__(self, model: Any, image: torch.Tensor, target: dict[str, Any],
+    def __init__(self, model: Any = None, image: torch.Tensor | None = None, target: dict[str, Any] | None = None,
                  box: tuple[float, float, float, float] | None = None, aligned: bool = False,
                  class_names: tuple[str, ...] = ("background", "circle", "square", "triangle"),
                  step: float = 0.5, dpi: int = 80) -> None:
+        if (image is None) != (target is None):
+            raise ValueError("give both image and target, or neither (validation image 46, as in notebook 08)")
+        if image is None:
+            image, target = validation_set()[46]
+        model = shipped_model() if model is None else model
         if not isinstance(target, dict) or not {"boxes", "labels", "masks"} <= set(target):
             raise TypeError("target must be a dict with 'boxes', 'labels' and 'masks' (a ShapesDataset item's target)")
         if len(target["boxes"]) == 0:

@@ -16,7 +16,26 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["ImageFeatures", "image_features", "pool_rois", "mask_logits", "box_head_outputs"]
+__all__ = ["ImageFeatures", "shipped_model", "validation_set", "image_features", "pool_rois", "mask_logits",
+           "box_head_outputs"]
+
+VALIDATION_SEED = 1_000_000
+"""The seed of the validation images (``helpers.train``'s; notebooks 08 and 09 use it too)."""
+
+
+def shipped_model() -> Any:
+    """The trained shapes model shipped with the series (:data:`helpers.project.SHAPES_CHECKPOINT`), in eval mode."""
+    from helpers.model import load_checkpoint
+    from helpers.project import SHAPES_CHECKPOINT
+
+    return load_checkpoint(SHAPES_CHECKPOINT)[0]
+
+
+def validation_set(size: int = 200) -> Any:
+    """``helpers.shapes.ShapesDataset(size, seed=1_000_000)``: the validation images (seeded, never trained on)."""
+    from helpers.shapes import ShapesDataset
+
+    return ShapesDataset(size, seed=VALIDATION_SEED)
 
 
 @dataclass
