@@ -27,8 +27,8 @@ class DetectionPanel(BlitPanel):
     (:func:`helpers.boxes.batched_nms`, IoU ``> NMS IoU`` suppresses) and the best ``max_detections``.
 
     Drawn: the image, its ground truth (black, dashed), the surviving detections in their class's
-    colour with class and score (best first; a label that would cover one already written is left out and
-    the heading says so), and the candidates above the score threshold that NMS (or the
+    colour with class and score (best first; a label that would cover one already written moves down a
+    line, at most twice, or is left out, and the heading says so), and the candidates above the score threshold that NMS (or the
     ``max_detections`` cut) removed, faint. NMS never compares boxes of different classes, so one
     object can survive twice, under two classes: the readout counts such pairs (``cross-class pairs``,
     survivors of different classes with box IoU > 0.5).
@@ -121,7 +121,7 @@ class DetectionPanel(BlitPanel):
         self.faint_lines = draw_boxes([], self.ax, color="#555555", linewidth=0.8, alpha=0.35, zorder=2)
         self.class_lines = {c: draw_boxes([], self.ax, color=CLASS_COLORS[c % len(CLASS_COLORS)], linewidth=2.0,
                                           zorder=4) for c in range(1, len(self.class_names))}
-        self.labels_text = [self.ax.text(0, 0, "", color="white", fontsize=8, va="bottom", zorder=6, clip_on=True,
+        self.labels_text = [self.ax.text(0, 0, "", color="white", fontsize=8, va="top", zorder=6, clip_on=True,
                                          bbox={"facecolor": "k", "edgecolor": "none", "pad": 1.0}, visible=False)
                             for _ in range(self.max_detections)]
         self.heading = self.ax.text(0.5, 1.01, "", transform=self.ax.transAxes, ha="center", va="bottom",
@@ -158,15 +158,22 @@ class DetectionPanel(BlitPanel):
         self.faint_lines.set_segments(list(box_outlines(boxes[self.suppressed])))
         for c, lines in self.class_lines.items():
             lines.set_segments(list(box_outlines(self.boxes[self.labels == c])))
-        placed: list[tuple[float, float]] = []          # labels go best-first; one that would cover another is left out
+        # labels go best-first, each just above its box (inside it when the box touches the top edge);
+        # one that would cover a label already written moves down a line, up to twice, else is left out
+        placed: list[tuple[float, float]] = []
         shown = 0
         for t in range(len(kept)):
-            x1, y1 = float(self.boxes[t, 0]) - 0.5, float(self.boxes[t, 1]) - 1.5
-            if any(abs(x1 - px) < 17 and abs(y1 - py) < 6 for px, py in placed):
+            x, top = float(self.boxes[t, 0]) - 0.5, float(self.boxes[t, 1]) - 0.5
+            y = top - 6.5 if top >= 7.0 else top + 0.5
+            for _ in range(3):
+                if not any(abs(x - px) < 17 and abs(y - py) < 6 for px, py in placed):
+                    break
+                y += 6.0
+            else:
                 continue
-            placed.append((x1, y1))
+            placed.append((x, y))
             text, c = self.labels_text[shown], int(self.labels[t])
-            text.set_position((x1, y1))
+            text.set_position((x, y))
             text.set_text(f"{self.class_names[c][:3]} {float(self.scores[t]):.2f}")
             text.get_bbox_patch().set_facecolor(CLASS_COLORS[c % len(CLASS_COLORS)])
             text.set_visible(True)
