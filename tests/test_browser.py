@@ -33,6 +33,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 import shutil
 import statistics
@@ -183,7 +184,8 @@ def check_consistent(nb: LabNotebook, view: PanelView, k: KernelPanel, where: st
 
 def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, sliders: list[str],
           steps: list[Step], reference: Callable[[dict, KernelPanel, str], None], extra: str,
-          cls: str, controls: tuple[str, ...] = (), latency: str | None = None) -> list[str]:
+          cls: str, controls: tuple[str, ...] = (), latency: str | None = None,
+          run_timeout: float = 100.0) -> list[str]:
     """Open notebook ``prefix``, run it, then take ``steps`` on the panel; returns a log of what changed.
 
     ``controls``: the labels of the panel's checkboxes and dropdowns (``sliders``: its sliders).
@@ -200,7 +202,7 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
     t0 = time.monotonic()
     try:
         nb.open()
-        ran = nb.run_all()
+        ran = nb.run_all(run_timeout)
         assert nb.error_outputs() == [], f"error output after running all cells: {nb.error_outputs()}"
         panel = nb.find_panel(sliders)
         mid = nb.panel_model_id(panel)
@@ -268,7 +270,8 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
             nb.screenshot("after-latency", panel)
             assert len(times) == LATENCY_MOVES, f"{name}: {len(times)} pictures for {LATENCY_MOVES} key presses"
             result = latency_summary(times)
-            result.update(notebook=name, panel=cls, slider=latency, moves=len(times))
+            result.update(notebook=name, panel=cls, slider=latency, moves=len(times),
+                          load_average=[round(v, 2) for v in os.getloadavg()], cpus=os.cpu_count())
             (artifacts / "browser").mkdir(parents=True, exist_ok=True)
             (artifacts / "browser" / f"latency-{Path(name).stem}.json").write_text(json.dumps(result, indent=1))
             log.append(f"latency, key press -> picture on screen, {len(times)} presses on {latency}: "
@@ -276,7 +279,8 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
             k = nb.kernel_panel(mid, extra)
             assert k.error is None, f"{name}: panel.error after the latency moves: {k.error}"
             assert result["p95_ms"] <= FLOOR_MS, (
-                f"{name}: p95 latency {result['p95_ms']:.0f} ms over {len(times)} key presses exceeds {FLOOR_MS:g} ms")
+                f"{name}: p95 latency {result['p95_ms']:.0f} ms over {len(times)} key presses exceeds {FLOOR_MS:g} ms "
+                f"(load average {result['load_average']} on {result['cpus']} CPUs: other processes slow it too)")
         assert nb.error_outputs() == []
         nb.screenshot("final-page", full=True)
         parts = sorted({p for names in clipped.values() for p in names})
@@ -447,6 +451,7 @@ def anchor_reference(readout: dict, k: KernelPanel, where: str) -> None:
     assert readout["negatives"] == str(int((matches == -1).sum())), f"{where}: negatives"
 
 
+@pytest.mark.timeout(900)
 def test_notebook_05_anchor_thresholds(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
     steps = [
         Step("fg ArrowRight", "fg", "ArrowRight", changes=("positives",)),
@@ -456,7 +461,7 @@ def test_notebook_05_anchor_thresholds(browser: Browser, lab: JupyterLab, artifa
     ]
     drive(browser, lab, artifacts, "05", ["fg IoU >=", "bg IoU <"], steps, anchor_reference,
           'dict(gt=p.gt_boxes.tolist(), anchors=p.anchors.tolist())', "AnchorMatchPanel", controls=("low-quality",),
-          latency="fg IoU >=")
+          latency="fg IoU >=", run_timeout=500)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,6 +486,7 @@ def detection_reference(readout: dict, k: KernelPanel, where: str) -> None:
         assert readout[f"#{t}"] == " ".join(want.split()), f"{where}: #{t} shows {readout[f'#{t}']}, torchvision {want}"
 
 
+@pytest.mark.timeout(900)
 def test_notebook_06_detections(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
     steps = [
         Step("score PageUp", "score_thresh", "PageUp", changes=("above score", "kept")),
@@ -494,7 +500,7 @@ def test_notebook_06_detections(browser: Browser, lab: JupyterLab, artifacts: Pa
           'dict(boxes=p.candidates[p.index][0].tolist(), scores=p.candidates[p.index][1].tolist(), '
           'labels=p.candidates[p.index][2].tolist(), names=list(p.class_names), '
           'options={"image": [list(o) for o in p.sliders["image"].options]})',
-          "DetectionPanel", controls=("image",), latency="NMS IoU >")
+          "DetectionPanel", controls=("image",), latency="NMS IoU >", run_timeout=500)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,6 +522,7 @@ def mask_roi_reference(readout: dict, k: KernelPanel, where: str) -> None:
     assert readout["aligned"] == str(bool(v["aligned"])), f"{where}: aligned"
 
 
+@pytest.mark.timeout(900)
 def test_notebook_07_mask_roi(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
     steps = [
         Step("x1 ArrowRight", "x1", "ArrowRight", changes=("x1", "target sum")),
@@ -527,4 +534,4 @@ def test_notebook_07_mask_roi(browser: Browser, lab: JupyterLab, artifacts: Path
     ]
     drive(browser, lab, artifacts, "07", ["x1", "y1", "x2", "y2"], steps, mask_roi_reference,
           'dict(gt=p.gt_boxes.tolist(), masks=p.gt_masks.tolist())', "MaskRoIPanel",
-          controls=("aligned (target)",), latency="x1")
+          controls=("aligned (target)",), latency="x1", run_timeout=500)
