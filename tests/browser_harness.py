@@ -364,7 +364,7 @@ class LabNotebook:
             if (box) return box.checked ? 'True' : 'False';
             const sel = el.querySelector('select');
             return sel.options[sel.selectedIndex].text;
-        }""")
+        }""").replace("\xa0", " ")   # ipywidgets 8 writes an option's spaces as no-break spaces
 
     def view(self, panel: Any, slider_names: list[str], controls: tuple[str, ...] = ()) -> PanelView:
         # d3-format (the readout formatter) writes a Unicode minus sign
@@ -474,7 +474,9 @@ del _browser_test_probe
 
     def choose(self, panel: Any, name: str, label: str) -> None:
         """Pick the option ``label`` of a dropdown (a "type" for dropdowns: what a click on it does)."""
-        self.control(panel, name).locator("select").first.select_option(label=label)
+        select = self.control(panel, name).locator("select").first
+        texts = [t.replace("\xa0", " ") for t in select.evaluate("(s) => Array.from(s.options).map(o => o.text)")]
+        select.select_option(index=texts.index(label))
 
     def dropdown_key(self, panel: Any, name: str, key: str) -> None:
         """Move a dropdown with the keyboard (focus it, press ``key``: ArrowDown is the next option)."""

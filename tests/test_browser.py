@@ -493,7 +493,7 @@ def test_notebook_06_detections(browser: Browser, lab: JupyterLab, artifacts: Pa
         Step("type score 0.5", "score_thresh", "type", "0.5", changes=("above score",)),
         Step("NMS ArrowRight", "nms_thresh", "ArrowRight"),
         Step("type NMS 0.95", "nms_thresh", "type", "0.95", changes=("kept",)),
-        Step("image ArrowDown", "image", "ArrowDown", changes=("#0",)),
+        Step("select validation image 0", "image", "select", "validation image 0", changes=("#0",)),
         Step("select validation image 46", "image", "select", "validation image 46", changes=("#0",)),
     ]
     drive(browser, lab, artifacts, "06", ["score >", "NMS IoU >"], steps, detection_reference,
