@@ -242,7 +242,8 @@ def maskrcnn_loss(mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[T
     ``mask_logits[r]`` enters the loss; the other ``K - 1`` channels get no gradient. The mean is
     over all ``P * M * M`` pixels (not a sum, whatever some notes say). With no positive
     proposal at all the loss is ``mask_logits.sum() * 0`` (a zero that keeps the graph), as in
-    torchvision.
+    torchvision. The targets come from :func:`project_masks_on_boxes`, in one call for the whole
+    batch when its images share a size (fewer, larger operations than one call per image).
 
     Args:
         mask_logits (Tensor[P, K, M, M]): the head's logits for the ``P`` positive proposals of the
@@ -293,11 +294,19 @@ def maskrcnn_loss(mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[T
             raise ValueError(f"gt_labels[{i}] must lie in [0, {K}) (mask_logits has {K} channels), "
                              f"got {labels_pos.tolist()}")
         labels.append(labels_pos)
-        targets.append(project_masks_on_boxes(masks, boxes, idxs, M))  # [P_i, M, M]
+        targets.append((masks, boxes, idxs))
     if not targets:  # no positive proposal: BCE's mean of nothing would be nan
         return mask_logits.sum() * 0
     labels_all = torch.cat(labels)  # [P]
-    targets_all = torch.cat(targets).to(mask_logits)  # [P, M, M]
+    if len({tuple(masks.shape[1:]) for masks, _, _ in targets}) == 1:
+        # images of one size: one RoIAlign over all their masks (the indices shifted to the stacked masks)
+        offsets = torch.tensor([0] + [len(masks) for masks, _, _ in targets[:-1]]).cumsum(0).tolist()
+        targets_all = project_masks_on_boxes(torch.cat([masks for masks, _, _ in targets]),
+                                             torch.cat([boxes for _, boxes, _ in targets]),
+                                             torch.cat([idxs + o for (_, _, idxs), o in zip(targets, offsets)]), M)
+    else:
+        targets_all = torch.cat([project_masks_on_boxes(masks, boxes, idxs, M) for masks, boxes, idxs in targets])
+    targets_all = targets_all.to(mask_logits)  # [P, M, M]
     rows = torch.arange(labels_all.shape[0], device=labels_all.device)
     logits = mask_logits[rows, labels_all]  # [P, M, M]: the ground-truth class's channel only
     return F.binary_cross_entropy_with_logits(logits, targets_all)  # mean over P * M * M pixels
