@@ -702,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
              "and project the default run's training time")
     m = ShapesModelConfig()
     g = p.add_argument_group("model")
-    g.add_argument("--impl", choices=IMPLEMENTATIONS, default="torchvision",
+    g.add_argument("--impl", choices=IMPLEMENTATIONS, default="series",
                    help="torchvision: torchvision's MaskRCNN around the series' backbone (the shipped checkpoint's); "
                         "series: the series' own Mask R-CNN (helpers.maskrcnn), same checkpoint layout")
     g.add_argument("--pool", choices=("align", "pool"), default=m.pool, help="RoIAlign or RoIPool (box and mask)")
