@@ -90,21 +90,24 @@ class MaskHead(nn.Module):
             raise TypeError(f"layers must be a non-empty sequence of ints (channels per 3x3 conv), got {layers!r}")
         layers = [check_int(c, "layers[i]", minimum=1) for c in layers]
         self.num_classes, self.in_channels = num_classes, in_channels
+        # built and initialised in torchvision's order (its MaskRCNNHeads, then its MaskRCNNPredictor), so
+        # that after the same torch.manual_seed both draw the same random weights
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
         previous = in_channels
         for i, channels in enumerate(layers, start=1):
             blocks[f"mask_fcn{i}"] = nn.Conv2d(previous, channels, kernel_size=3, stride=1, padding=1)
             blocks[f"relu{i}"] = nn.ReLU()
             previous = channels
+        for module in blocks.values():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
         blocks["conv5_mask"] = nn.ConvTranspose2d(previous, dim_reduced, kernel_size=2, stride=2, padding=0)
         blocks["relu5"] = nn.ReLU()
         blocks["mask_fcn_logits"] = nn.Conv2d(dim_reduced, num_classes, kernel_size=1, stride=1, padding=0)
+        for name in ("conv5_mask", "mask_fcn_logits"):  # weights only; the biases keep PyTorch's default
+            nn.init.kaiming_normal_(blocks[name].weight, mode="fan_out", nonlinearity="relu")
         self.layers = nn.Sequential(blocks)
-        for name, module in self.layers.named_children():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if name.startswith("mask_fcn") and name != "mask_fcn_logits":
-                    nn.init.zeros_(module.bias)
 
     def _check_input(self, x: Any) -> Tensor:
         x = check_tensor(x, "x", 4, shape="[R, C, H, W]", floating=True)
