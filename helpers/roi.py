@@ -943,6 +943,34 @@ class _SparseWeightedGather(torch.autograd.Function):
         return w_t @ grad.contiguous(), None, None, None, None
 
 
+class _FixedBagGather(torch.autograd.Function):
+    """``out[b] = sum_e w[b, e] * table[idx[b, e]]``: every bin a bag of the same number of entries.
+
+    Forward: one ``F.embedding_bag`` (no sort, no sparse matrix). Backward (w.r.t. ``table`` only):
+    ``W^T @ grad`` with the transposed weight matrix built by one stable sort of the entries by pixel;
+    repeated (pixel, bin) pairs are left as they are (the CSR product adds them up, as a sum should).
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, idx: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(idx, w)
+        ctx.n_pix = table.shape[0]
+        return F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        idx, w = ctx.saved_tensors
+        n_bins, entries = idx.shape
+        col = idx.reshape(-1)
+        order = torch.argsort(col, stable=True)  # entries by pixel, bins ascending inside a pixel
+        crow_t = torch.zeros(ctx.n_pix + 1, dtype=torch.long, device=col.device)
+        crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n_pix), 0)
+        w_t = _csr(crow_t, order // entries, w.reshape(-1)[order], (ctx.n_pix, n_bins))  # entry e is in bin e // entries
+        return w_t @ grad.contiguous(), None, None
+
+
 def _coalesce(row: Tensor, col: Tensor, val: Tensor, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
     """Sort COO triplets by (row, col) and sum the weights of repeated pairs (CSR needs distinct pairs)."""
     key = row * n_cols + col
@@ -1113,9 +1141,12 @@ def _avg_pool_by_grid(
             w = w / count.to(w.dtype)[:, None, None, None, None, None, None]
             entries = gh * gw * 4
             idx, w = idx.reshape(n_bins, entries), w.reshape(n_bins, entries)
-            if backend == "auto" and not (torch.is_grad_enabled() and table.requires_grad):
-                backend = "embedding_bag"  # no backward pass to prepare for: no sort, no CSR
-            if backend == "embedding_bag":  # every bin has ``entries`` entries: fixed-size bags, no offsets
+            if backend == "auto":  # every bin has ``entries`` entries: fixed-size bags, no offsets, no sort
+                if torch.is_grad_enabled() and table.requires_grad:
+                    pooled = _FixedBagGather.apply(table, idx, w)  # backward: one CSR matmul
+                else:
+                    pooled = F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
+            elif backend == "embedding_bag":
                 pooled = F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
             else:
                 row = torch.arange(n_bins, device=idx.device)[:, None].expand(-1, entries)
