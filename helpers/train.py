@@ -15,7 +15,7 @@ Useful options::
     python -m helpers.train --steps 200 --name short                                # a short try: runs/short/
     python -m helpers.train --resume runs/short                                     # continue an interrupted run
     python -m helpers.train --pool pool --feature-stride 16 --seed 1                # an ablation run
-    python -m helpers.train --impl series                                           # the series' own model
+    python -m helpers.train --impl torchvision                                      # the reference assembly
     python -m helpers.train --coco-images my/images --coco-json my/instances.json \
         --image-size 512 --flip --workers 2                                         # your own data
     python -m helpers.train --init coco --lr 1e-4 --coco-images ... --coco-json ... # fine-tune COCO weights
@@ -854,7 +854,7 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def train(train_config: TrainConfig | None = None, model_config: ShapesModelConfig | Mapping[str, Any] | None = None,
-          command: str | None = None, write: bool = True, impl: str = "torchvision") -> dict[str, Any]:
+          command: str | None = None, write: bool = True, impl: str = "series") -> dict[str, Any]:
     """Train, save the checkpoint, evaluate, write the log; return the log dict.
 
     Checks first that no output would be overwritten (:func:`check_outputs_free`), then seeds
@@ -871,9 +871,9 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
             defaults). ``num_classes`` is set from the data (4 for the shapes).
         command: the command line to record in the log (``None``: :data:`DEFAULT_COMMAND`).
         write: write the run's files (``False``: only return the log).
-        impl: which Mask R-CNN to train, as in :func:`helpers.model.build_model`: ``"torchvision"``
-            (the assembly the shipped checkpoint was trained with) or ``"series"`` (the series' own
-            model, :mod:`helpers.maskrcnn`). Both save the same checkpoint layout.
+        impl: which Mask R-CNN to train, as in :func:`helpers.model.build_model`: ``"series"`` (the
+            default: the series' own model, :mod:`helpers.maskrcnn`) or ``"torchvision"`` (torchvision's
+            assembly, the reference it is tested against). Both save the same checkpoint layout.
 
     Returns:
         The log: ``command``, ``impl``, ``train_config``, ``model_config``, ``parameters``, what :func:`fit` logs
@@ -1295,7 +1295,7 @@ def build_parser() -> argparse.ArgumentParser:
              "and project the default run's training time")
     m = ShapesModelConfig()
     g = p.add_argument_group("model")
-    g.add_argument("--impl", choices=IMPLEMENTATIONS, default="torchvision",
+    g.add_argument("--impl", choices=IMPLEMENTATIONS, default="series",
                    help="torchvision: torchvision's MaskRCNN around the series' backbone (the shipped checkpoint's); "
                         "series: the series' own Mask R-CNN (helpers.maskrcnn), same checkpoint layout")
     g.add_argument("--pool", choices=("align", "pool"), default=m.pool, help="RoIAlign or RoIPool (box and mask)")

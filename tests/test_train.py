@@ -97,6 +97,13 @@ def test_impl_series_trains_the_same_run_as_torchvision(tmp_path):
         train(cfg, TINY_MODEL, write=False, impl="detectron")
 
 
+def test_the_command_line_trains_the_series_model_by_default():
+    from helpers.train import build_parser
+
+    assert build_parser().parse_args([]).impl == "series"
+    assert build_parser().parse_args(["--impl", "torchvision"]).impl == "torchvision"
+
+
 def test_fit_is_the_loop_of_train():
     """fit() on build_data()'s data and a freshly seeded model gives train()'s losses, and writes nothing."""
     from helpers.model import build_model
@@ -392,7 +399,7 @@ def test_evaluation_errors():
 # -- the shipped checkpoint against its own log ---------------------------------------------------------
 def test_shipped_checkpoint_reproduces_its_logged_metrics_on_the_subset():
     log = json.loads(SHAPES_TRAIN_LOG.read_text())
-    model, checkpoint = load_checkpoint(SHAPES_CHECKPOINT)
+    model, checkpoint = load_checkpoint(SHAPES_CHECKPOINT, impl=log.get("impl", "torchvision"))  # the model the log scored
     assert checkpoint["config"] == log["model_config"]
     cfg = log["train_config"]
     n = log["eval_subset"]
@@ -532,7 +539,7 @@ def test_benchmark_times_steps(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def shipped():
     log = json.loads(SHAPES_TRAIN_LOG.read_text())
-    model, _ = load_checkpoint(SHAPES_CHECKPOINT)
+    model, _ = load_checkpoint(SHAPES_CHECKPOINT, impl=log.get("impl", "torchvision"))  # the model the log scored
     val = ShapesDataset(log["val_images"], seed=log["train_config"]["val_seed"])
     return log, val, predict(model, val)
 
