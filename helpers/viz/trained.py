@@ -201,7 +201,7 @@ def draw_box_refinement(image: ArrayLike, proposals: ArrayLike, refined: ArrayLi
     handles = [Rectangle((0, 0), 1, 1, fill=False, linestyle="--", edgecolor="#555555", label="proposal"),
                Rectangle((0, 0), 1, 1, fill=False, linestyle="-", edgecolor="#555555", label="refined"),
                Rectangle((0, 0), 1, 1, fill=False, edgecolor=COLORS["truth"], label="ground truth")]
-    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+    ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
