@@ -360,7 +360,7 @@ def test_proposal_recall_05() -> Figure:
 
     fig, ns = figure_of("recall_05")
     ax = only(fig.axes, "axes")
-    lines = {line.get_label().split(";")[0]: line for line in ax.get_lines()}
+    lines = {line.get_label().split(";")[0]: line for line in ax.get_lines() if not line.get_label().startswith("_")}
     assert set(lines) == {"before NMS", "after NMS"}, list(lines)
     thresholds = np.round(np.arange(0.5, 0.951, 0.05), 2)
     model = trained_model()
