@@ -66,6 +66,9 @@ FIGURES = {
     "grid_02": ("02", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
     "staircase_03": ("03", ("viz.draw_shift_curves(",)),
     "iou_03": ("03", ("viz.draw_iou_plot(",)),
+    "recall_05": ("05", ("draw_recall_curves(",)),
+    "refine_06": ("06", ("draw_box_refinement(",)),
+    "mask_errors_07": ("07", ("draw_mask_errors(",)),
 }
 
 
@@ -333,6 +336,135 @@ def test_misalignment_iou_plot_03() -> Figure:
     mean = {n: [np.mean(reference[n][s]) for s in strides] for n in methods}
     assert all(a > p for a, p in zip(mean["RoIAlign aligned=True"], mean["RoIPool"]))
     assert mean["RoIAlign aligned=True"][1] - mean["RoIPool"][1] > mean["RoIAlign aligned=True"][0] - mean["RoIPool"][0]
+    return without_text(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# the trained model, notebooks 05-07 (recomputed with torchvision's own modules and pycocotools)
+# ---------------------------------------------------------------------------------------------
+def trained_model() -> Any:
+    from helpers.model import load_checkpoint
+    from helpers.project import SHAPES_CHECKPOINT
+
+    return load_checkpoint(SHAPES_CHECKPOINT)[0]
+
+
+VAL_SEED = 1_000_000  # notebook 09's validation images
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_proposal_recall_05() -> Figure:
+    """Notebook 05: proposal recall before and after NMS over validation images 0..24, recomputed with
+    torchvision's RegionProposalNetwork (NMS off: its nms_thresh set to 1.0) and torchvision's box_iou."""
+    import copy
+
+    from helpers.shapes import ShapesDataset
+
+    fig, ns = figure_of("recall_05")
+    ax = only(fig.axes, "axes")
+    lines = {line.get_label().split(";")[0]: line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert set(lines) == {"before NMS", "after NMS"}, list(lines)
+    thresholds = np.round(np.arange(0.5, 0.951, 0.05), 2)
+    model = trained_model()
+    no_nms = copy.deepcopy(model.rpn)
+    no_nms.nms_thresh = 1.0
+    no_nms._post_nms_top_n = {"training": 10**6, "testing": 10**6}
+    val = ShapesDataset(200, seed=VAL_SEED)
+    best: dict[str, list[torch.Tensor]] = {"before NMS": [], "after NMS": []}
+    with torch.no_grad():
+        for i in range(ns["N_RECALL"]):
+            image, target = val[i]
+            images = model.transform([image])[0]
+            features = model.backbone(images.tensors)
+            for name, rpn in (("before NMS", no_nms), ("after NMS", model.rpn)):
+                boxes = rpn(images, features)[0][0]
+                best[name].append(torchvision.ops.box_iou(target["boxes"], boxes).max(dim=1).values)
+    assert ns["N_RECALL"] == 25
+    for name, line in lines.items():
+        b = torch.cat(best[name])
+        want = [(b >= t).double().mean().item() for t in thresholds]
+        assert np.allclose(line.get_xdata(), thresholds) and np.allclose(line.get_ydata(), want, atol=1e-12), name
+        assert f"{want[0]:.2f} at 0.5; {want[4]:.2f} at 0.7" in line.get_label()
+    # what the text says: every object found at 0.5; NMS costs recall at 0.7 and more at 0.9
+    before, after = lines["before NMS"].get_ydata(), lines["after NMS"].get_ydata()
+    assert before[0] == after[0] == 1.0 and before[4] > after[4] and before[8] - after[8] > before[4] - after[4]
+    return without_text(fig)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_box_refinement_06() -> Figure:
+    """Notebook 06: the loosest proposal on each object and its refinement, decoded again with
+    torchvision's BoxCoder; the IoUs written beside them from torchvision's box_iou."""
+    from matplotlib.patches import FancyArrowPatch
+    from torchvision.models.detection._utils import BoxCoder as TVBoxCoder
+
+    fig, ns = figure_of("refine_06")
+    ax = fig.axes[0]
+    proposals, deltas, target = ns["val_proposals"], ns["val_deltas"], ns["val_target"]
+    model = trained_model()
+    with torch.no_grad():  # the proposals are the trained RPN's own
+        images = model.transform([ns["val_image"]])[0]
+        assert torch.equal(proposals, model.rpn(images, model.backbone(images.tensors))[0][0])
+    iou = torchvision.ops.box_iou(proposals, target["boxes"])
+    best, matched = iou.max(dim=1)
+    shown = [int(torch.where((best >= 0.5) & (matched == g))[0][best[(best >= 0.5) & (matched == g)].argmin()])
+             for g in range(len(target["boxes"]))]
+    assert shown == ns["shown"]
+    classes = ns["val_logits"][:, 1:].argmax(dim=1) + 1
+    refined = TVBoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(
+        deltas.view(len(proposals), -1, 4)[torch.arange(len(proposals)), classes], proposals)
+    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+    dashed = [r for r in rects if r.get_linestyle() == "--"]
+    solid = [r for r in rects if r.get_linestyle() == "-"]
+    for drawn, boxes in ((dashed, proposals[shown]), (solid, refined[shown])):
+        assert len(drawn) == len(shown)
+        for rect, (x1, y1, x2, y2) in zip(drawn, boxes.tolist()):
+            assert np.allclose([*rect.get_xy(), rect.get_width(), rect.get_height()],
+                               [x1 - 0.5, y1 - 0.5, x2 - x1, y2 - y1], atol=1e-4)
+    from helpers.viz import CLASS_COLORS
+
+    for rect, k in zip(solid, classes[shown].tolist()):
+        assert np.allclose(rect.get_edgecolor()[:3], matplotlib.colors.to_rgb(CLASS_COLORS[k]))
+    assert len([p for p in ax.patches if isinstance(p, FancyArrowPatch)]) == 2 * len(shown)
+    after = torchvision.ops.box_iou(refined[shown], target["boxes"])[torch.arange(len(shown)), matched[shown]]
+    texts = [t.get_text() for t in ax.texts]
+    for i, k in enumerate(shown):
+        assert f"{best[k]:.2f}→{after[i]:.2f}" in texts[i], (texts[i], float(best[k]), float(after[i]))
+    # what the text says: every one of the loose proposals moves closer to its object
+    assert (after > best[shown]).all()
+    return without_text(fig)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_mask_errors_07() -> Figure:
+    """Notebook 07: hit / missed / extra pixels of the trained model's final masks against the true
+    masks, recomputed from the model's own output; the IoU in each title from pycocotools."""
+    from pycocotools import mask as mask_utils
+
+    from helpers.viz import MASK_ERROR_COLORS
+
+    fig, ns = figure_of("mask_errors_07")
+    model = trained_model()
+    image, target = ns["val_image"], ns["val_target"]
+    with torch.no_grad():
+        output = model([image])[0]
+    keep = output["scores"] >= 0.5
+    masks, boxes, labels = output["masks"][keep, 0] > 0.5, output["boxes"][keep], output["labels"][keep]
+    panels = fig.axes[1:]
+    assert len(panels) == len(target["boxes"])
+    colors = {key: np.array(matplotlib.colors.to_rgb(c)) for key, c in MASK_ERROR_COLORS.items()}
+    for g, ax in enumerate(panels):
+        same = torch.where(labels == target["labels"][g])[0]
+        d = int(same[torchvision.ops.box_iou(target["boxes"][g:g + 1], boxes[same])[0].argmax()])
+        pred, truth = masks[d].numpy(), target["masks"][g].numpy().astype(bool)
+        overlay = np.asarray(ax.images[-1].get_array())
+        for key, where in (("hit", pred & truth), ("missed", truth & ~pred), ("extra", pred & ~truth)):
+            assert np.allclose(overlay[where][:, :3], colors[key]), (g, key)
+        assert (overlay[~(pred | truth)][:, 3] == 0).all()
+        rle = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in (pred, truth)]
+        iou = mask_utils.iou([rle[0]], [rle[1]], [0])[0, 0]
+        assert f"IoU {iou:.3f}" in ax.get_title(), (ax.get_title(), iou)
+        assert f"{int((truth & ~pred).sum())} missed, {int((pred & ~truth).sum())} extra" in ax.get_title()
     return without_text(fig)
 
 

@@ -31,6 +31,8 @@ The modules, in the order of the series:
 - :mod:`helpers.viz.pipeline`   the map of the series (00)
 - :mod:`helpers.viz.model_shapes` the tensor shapes of the whole model, measured (08; linked from 04-07)
 - :mod:`helpers.viz.ablation`   the RoIAlign-versus-RoIPool ablation (10)
+- :mod:`helpers.viz.trained`    the trained model stage by stage: proposals, recall, refined boxes,
+  masks against their targets, mask errors (05-07, closing sections)
 
 Everything public is importable from :mod:`helpers.viz` itself (``from helpers.viz import draw_boxes``).
 
@@ -48,9 +50,11 @@ from helpers.viz.core import (ArrayLike, as_box, as_map, as_numpy, axes_or_new, 
 from helpers.viz.detection import (InstanceArtists, LabelMapArtists, box_outlines, draw_boxes, draw_detections,
                                    draw_image, draw_instance_predictions, draw_label_map, instance_overlay)
 from helpers.viz.fpn import LevelCurveArtists, cell_border_segments, draw_level_curve, level_boundaries
+from helpers.viz.trained import (EXTRA, HIT, MISS, draw_box_refinement, draw_class_scores, draw_mask_errors,
+                                 draw_mask_pairs, draw_proposal_panels, draw_recall_curves, mask_errors)
 from helpers.viz.masks import draw_class_competition, draw_mask_targets, draw_paste_profiles, draw_paste_steps
 from helpers.viz.palettes import (CLASS_COLORS, COLORS, COMPARISON_COLORS, INSTANCE_COLORS, LEVEL_COLORS, MASK_COLORS,
-                                  PIPELINE_COLORS, PREDICTION_COLORS, RPN_COLORS)
+                                  MASK_ERROR_COLORS, PIPELINE_COLORS, PREDICTION_COLORS, RPN_COLORS)
 from helpers.viz.model_shapes import ModelShapes, ModelShapesArtists, ShapeStep, draw_model_shapes, measure_model_shapes
 from helpers.viz.pipeline import PIPELINE_NOTEBOOKS, PipelineArtists, draw_pipeline
 from helpers.viz.roi import (OutputArtists, RoIArtists, cell_rectangles, draw_iou_plot, draw_mask_outlines,
@@ -63,7 +67,7 @@ __all__ = [
     "move_rectangle", "set_pixel_limits", "show_image",
     # palettes
     "CLASS_COLORS", "COLORS", "COMPARISON_COLORS", "INSTANCE_COLORS", "LEVEL_COLORS", "MASK_COLORS",
-    "PIPELINE_COLORS", "PREDICTION_COLORS", "RPN_COLORS",
+    "MASK_ERROR_COLORS", "PIPELINE_COLORS", "PREDICTION_COLORS", "RPN_COLORS",
     # notebooks 01-03
     "LABEL_DY", "GridArtists", "NeighbourArtists", "draw_feature_grid", "draw_neighbours", "lightened_clim",
     "pixel_centres", "OPPOSITE_AREA_COLORS", "OppositeAreaArtists", "draw_opposite_areas", "OutputArtists", "RoIArtists", "cell_rectangles", "draw_iou_plot", "draw_mask_outlines",
@@ -79,4 +83,7 @@ __all__ = [
     "draw_ablation_bars",
     # the tensor shapes of the whole model (08)
     "ModelShapes", "ModelShapesArtists", "ShapeStep", "draw_model_shapes", "measure_model_shapes",
+    # notebooks 05-07, the trained model
+    "EXTRA", "HIT", "MISS", "draw_box_refinement", "draw_class_scores", "draw_mask_errors", "draw_mask_pairs",
+    "draw_proposal_panels", "draw_recall_curves", "mask_errors",
 ]
