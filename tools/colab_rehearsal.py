@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -99,6 +100,38 @@ def install_overlay(name: str, requirements: Sequence[str], cache: Path = CACHE)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target / "site"
+
+
+def torch_requirements(torch: str, torchvision: str, cache: Path = CACHE) -> list[str]:
+    """``torch==<torch>``, ``torchvision==<torchvision>`` and the Linux-only runtime wheels that torch
+    wheel requires (its CUDA libraries, ``nvidia-*``, and ``triton``, pinned by the wheel itself: torch
+    does not import without them). The pure-Python dependencies (numpy, sympy...) stay this environment's.
+    Downloads the torch wheel (about 1 GB) into ``cache/wheels`` to read its requirements."""
+    import zipfile
+
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = sorted(wheels.glob(f"torch-{torch}-*.whl"))
+    if not found:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "-d", str(wheels), f"torch=={torch}"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        found = sorted(wheels.glob(f"torch-{torch}-*.whl"))
+        if result.returncode != 0 or not found:
+            raise RuntimeError(f"could not download torch {torch} ({' '.join(cmd)}):\n{result.stdout}{result.stderr}")
+    with zipfile.ZipFile(found[0]) as whl:
+        meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = whl.read(meta).decode().splitlines()
+    runtime = []
+    for line in lines:
+        if not line.startswith("Requires-Dist:") or "extra ==" in line:
+            continue
+        req, _, marker = line[len("Requires-Dist:"):].partition(";")
+        req = req.strip().replace(" ", "")
+        name = re.split(r"[=<>!~(]", req, maxsplit=1)[0]
+        if (name.startswith("nvidia-") or name == "triton") and "==" in req:
+            runtime.append(req)
+    return [f"torch=={torch}", f"torchvision=={torchvision}", *runtime]
 
 
 def fresh_env(where: Path, overlays: Sequence[Path]) -> Path:
@@ -200,8 +233,7 @@ def rehearse(only: Sequence[str] = (), torch: str | None = None, torchvision: st
                                 capture_output=True, text=True, check=True).stdout.strip()
         overlays = [install_overlay("ipywidgets7", IPYWIDGETS7)]
         if torch is not None:
-            overlays.insert(0, install_overlay(f"torch-{torch}-tv-{torchvision}",
-                                               [f"torch=={torch}", f"torchvision=={torchvision}"]))
+            overlays.insert(0, install_overlay(f"torch-{torch}-tv-{torchvision}", torch_requirements(torch, torchvision)))
         overlays.append(write_stand_in(work / "colab-stand-in"))
         python = fresh_env(work / "env", overlays)
         ipython_dir = work / "ipython"
