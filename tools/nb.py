@@ -49,6 +49,8 @@ COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 COLAB_DIR = "/content/maskrcnn-step-by-step"
 COLAB_PACKAGES = ["pycocotools", "tqdm"]
+# Environment variables the set-up cell reads (only the Colab rehearsal sets them): where to clone from, and into.
+ENV_REPO, ENV_DIR = "MASKRCNN_SBS_REPO_URL", "MASKRCNN_SBS_CLONE_DIR"
 
 NAV_TOP, NAV_BOTTOM, SETUP, STRIP = "nav-top", "nav-bottom", "colab-setup", "pipeline-strip"
 GENERATED = {NAV_TOP, NAV_BOTTOM, SETUP, STRIP}
@@ -164,13 +166,16 @@ import sys
 if "google.colab" in sys.modules:
     import importlib.util, os, subprocess
     REPO_URL = "{REPO_URL}"
-    if not os.path.isdir("{COLAB_DIR}"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "{COLAB_DIR}"], check=True)
+    # tools/colab_rehearsal.py sets these two to rehearse on a local clone; on Colab they are unset
+    REPO_URL = os.environ.get("{ENV_REPO}", REPO_URL)
+    CLONE_DIR = os.environ.get("{ENV_DIR}", "{COLAB_DIR}")
+    if not os.path.isdir(CLONE_DIR):
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPO_URL, CLONE_DIR], check=True)
     missing = [p for p in {COLAB_PACKAGES!r} if importlib.util.find_spec(p) is None]
     if missing:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-    sys.path.insert(0, "{COLAB_DIR}")
-    os.chdir("{COLAB_DIR}/notebooks")
+    sys.path.insert(0, CLONE_DIR)
+    os.chdir(os.path.join(CLONE_DIR, "notebooks"))
     from google.colab import output
     output.enable_custom_widget_manager()'''
 
