@@ -519,12 +519,16 @@ def direct_shapes(model: Any, image: torch.Tensor) -> dict[str, tuple[int, ...]]
         features = model.backbone(images.tensors)
         proposals, _ = model.rpn(images, features)
         heads = model.roi_heads
-        box_roi = heads.box_roi_pool(features, proposals, images.image_sizes)
+        # the series' model pools with its method ``pool``; torchvision's assembly with its pooler modules
+        pool = model.pool if hasattr(model, "pool") else None
+        box_roi = pool(features, proposals, images.image_sizes, 7) if pool else heads.box_roi_pool(
+            features, proposals, images.image_sizes)
         box_features = heads.box_head(box_roi)
         class_logits, box_deltas = heads.box_predictor(box_features)
         detections = model([image])[0]
         boxes = [detections["boxes"] * images.image_sizes[0][0] / image.shape[-2]]
-        mask_roi = heads.mask_roi_pool(features, boxes, images.image_sizes)
+        mask_roi = pool(features, boxes, images.image_sizes, 14) if pool else heads.mask_roi_pool(
+            features, boxes, images.image_sizes)
         mask_features = heads.mask_head(mask_roi)
         mask_logits = heads.mask_predictor(mask_features)
     out = {"image": tuple(image.shape), "batch": tuple(images.tensors.shape)}

@@ -64,15 +64,16 @@ class ModelShapes:
 
 
 def measure_model_shapes(model: nn.Module, image: Tensor) -> ModelShapes:
-    """Run ``model`` (a torchvision ``MaskRCNN``) on one ``image`` and record every stage's output shape.
+    """Run ``model`` (a Mask R-CNN) on one ``image`` and record every stage's output shape.
 
     Args:
-        model: a ``torchvision.models.detection.MaskRCNN`` (it is put in eval mode and left there).
+        model: the series' :class:`helpers.maskrcnn.SeriesMaskRCNN` or torchvision's ``MaskRCNN`` (it is put
+            in eval mode and left there).
         image: ``Tensor[3, H, W]``, values in [0, 1].
 
     Returns:
         :class:`ModelShapes`, read by forward hooks on ``model.transform``, ``model.backbone``,
-        ``model.rpn`` and the modules of ``model.roi_heads`` during one ``model([image])`` call, plus
+        ``model.rpn`` and the modules of ``model.roi_heads`` (the pooled RoIs as the inputs of its two heads) during one ``model([image])`` call, plus
         the shape of the returned ``masks``.
 
     Raises:
@@ -85,10 +86,10 @@ def measure_model_shapes(model: nn.Module, image: Tensor) -> ModelShapes:
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be a Tensor[3, H, W], got shape {tuple(image.shape)}")
     heads = getattr(model, "roi_heads", None)
-    needed = ("box_roi_pool", "box_head", "box_predictor", "mask_roi_pool", "mask_head", "mask_predictor")
+    needed = ("box_head", "box_predictor", "mask_head", "mask_predictor")
     if not all(hasattr(model, m) for m in ("transform", "backbone", "rpn")) or heads is None \
             or not all(getattr(heads, m, None) is not None for m in needed):
-        raise TypeError("model must be a torchvision MaskRCNN (transform, backbone, rpn, and roi_heads with "
+        raise TypeError("model must be a Mask R-CNN (transform, backbone, rpn, and roi_heads with "
                         f"{', '.join(needed)}), got {type(model).__name__}")
     seen: dict[str, Any] = {}
 
@@ -101,6 +102,15 @@ def measure_model_shapes(model: nn.Module, image: Tensor) -> ModelShapes:
                model.backbone.register_forward_hook(keep("backbone")),
                model.rpn.register_forward_hook(keep("rpn"))]
     handles += [getattr(heads, m).register_forward_hook(keep(m)) for m in needed]
+
+    def keep_input(name: str) -> Callable[[nn.Module, Any], None]:
+        def hook(module: nn.Module, args: Any) -> None:
+            seen.setdefault(name, args[0])
+        return hook
+
+    # the pooled RoIs are what the two heads receive (the same in torchvision's assembly and the series' model)
+    handles += [heads.box_head.register_forward_pre_hook(keep_input("box_roi_pool")),
+                heads.mask_head.register_forward_pre_hook(keep_input("mask_roi_pool"))]
     model.eval()
     try:
         with torch.no_grad():
