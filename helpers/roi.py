@@ -56,6 +56,7 @@ table (maxima of all ``2^i x 2^j`` windows), four look-ups per bin.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -66,6 +67,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from helpers.checks import kernel_dtype
 
 __all__ = [
     "BilinearWeights",
@@ -104,6 +107,26 @@ CHUNK_ELEMENTS = 1 << 24
 # Below this many multiply-adds (sparse entries x channels) RoIAlign gathers with F.embedding_bag,
 # above it with a CSR sparse matmul (see _weighted_gather and benchmarks/bench_roi_align.py).
 CSR_MIN_WORK = 1 << 21
+
+
+# The dtypes torchvision's RoIAlign / RoIPool kernels accept (CPU and CUDA). float16 is computed here in
+# float32 and cast back (more exact than torchvision's float16 kernel, see benchmarks/dtype_table.py);
+# bfloat16 only under torch.autocast, whose wrapper computes in float32 (roi_align on CPU and CUDA,
+# roi_pool on CUDA only), as in torchvision.
+ROI_DTYPES = {"cpu": (torch.float32, torch.float64, torch.float16), "cuda": (torch.float32, torch.float64, torch.float16)}
+
+
+def _float32_entry(input: Tensor, op: str, autocast_devices: tuple[str, ...]) -> tuple[Tensor, "contextlib.AbstractContextManager"]:
+    """The dtype rule at the entry of :func:`roi_align` / :func:`roi_pool`: refuse what torchvision
+    refuses (see :func:`helpers.checks.kernel_dtype`), compute float16 / bfloat16 in float32, and with
+    autocast off inside (else autocast would run the sparse matmul in bfloat16). Returns the input to
+    compute with and the context to compute in; the caller casts the result back to ``input.dtype``."""
+    _check_input(input)
+    kernel_dtype(input, "input", op, ROI_DTYPES, autocast_devices)
+    x = input if input.dtype in (torch.float32, torch.float64) else input.float()
+    device = input.device.type
+    off = torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
+    return x, off
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1145,8 +1168,9 @@ def roi_align(
     respect to ``input``; not with respect to ``boxes`` (torchvision gives no box gradient either).
 
     Args:
-        input (Tensor[N, C, H, W]): feature maps, floating point (float16/bfloat16 are computed in
-            float32 and cast back).
+        input (Tensor[N, C, H, W]): feature maps, float32, float64 or float16 (computed in float32 and
+            cast back); bfloat16 only under ``torch.autocast`` (computed in float32, cast back), as in
+            torchvision, which refuses bfloat16 otherwise.
         boxes (Tensor[K, 5] or list of Tensor[L, 4]): ``(x1, y1, x2, y2)`` boxes in image coordinates,
             with the batch index as first column, or one tensor per image (the list must have N
             entries). Need ``x2 >= x1``, ``y2 >= y1``, finite values. They are cast to ``input``'s
@@ -1161,10 +1185,10 @@ def roi_align(
     Returns:
         Tensor[K, C, PH, PW]: the pooled features, K = number of boxes (may be 0).
     """
-    rois, ph, pw, scale, sr, al = check_roi_args(
-        input, boxes, output_size, spatial_scale, sampling_ratio, aligned
-    )
-    return roi_align_kernel(input, rois, ph, pw, scale, sr, al, mode="avg")
+    x, autocast_off = _float32_entry(input, "roi_align", ("cpu", "cuda"))
+    with autocast_off:
+        rois, ph, pw, scale, sr, al = check_roi_args(x, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+        return roi_align_kernel(x, rois, ph, pw, scale, sr, al, mode="avg").to(input.dtype)
 
 
 def roi_align_max(
@@ -1185,10 +1209,10 @@ def roi_align_max(
 
     Args and Returns: as :func:`roi_align`.
     """
-    rois, ph, pw, scale, sr, al = check_roi_args(
-        input, boxes, output_size, spatial_scale, sampling_ratio, aligned
-    )
-    return roi_align_kernel(input, rois, ph, pw, scale, sr, al, mode="max")
+    x, autocast_off = _float32_entry(input, "roi_align", ("cpu", "cuda"))
+    with autocast_off:
+        rois, ph, pw, scale, sr, al = check_roi_args(x, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+        return roi_align_kernel(x, rois, ph, pw, scale, sr, al, mode="max").to(input.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1380,7 +1404,9 @@ def roi_pool(
     See :func:`roi_pool_bins` for one box's bins.
 
     Args:
-        input (Tensor[N, C, H, W]): feature maps (floating point).
+        input (Tensor[N, C, H, W]): feature maps, float32, float64 or float16 (computed in float32 and
+            cast back: a maximum is exact in any dtype); bfloat16 is refused on the CPU, even under
+            ``torch.autocast``, as torchvision refuses it (its autocast wrapper is CUDA-only).
         boxes (Tensor[K, 5] or list of Tensor[L, 4]): as in :func:`roi_align`.
         output_size (int or (int, int)): ``(PH, PW)``.
         spatial_scale (float): image -> feature-map scale. Default 1.0.
@@ -1388,6 +1414,13 @@ def roi_pool(
     Returns:
         Tensor[K, C, PH, PW]
     """
+    x, autocast_off = _float32_entry(input, "roi_pool", ("cuda",))
+    with autocast_off:
+        return _roi_pool(x, boxes, output_size, spatial_scale).to(input.dtype)
+
+
+def _roi_pool(input: Tensor, boxes: BoxesType, output_size: OutputSizeType, spatial_scale: float) -> Tensor:
+    """:func:`roi_pool` on a float32 / float64 ``input``."""
     rois, ph, pw, scale, _, _ = check_roi_args(input, boxes, output_size, spatial_scale)
     n, c, height, width = input.shape
     k_count = rois.shape[0]
