@@ -101,7 +101,8 @@ class Result:
             return f"! tv {self.tv.dtype or 'err'} / ours {self.ours.dtype or 'err'}"
         flag = "" if self.ok else "! "
         if self.same_indices is not None:
-            return flag + ("=idx" if self.same_indices else "idx differ")
+            text = flag + ("=idx" if self.same_indices else "idx differ")
+            return text if self.tv_diff is None else f"{text} ref (tv {'=' if self.tv_diff == 0 else '≠'})"
         if self.diff is None:
             return f"! {self.tv.dtype} shapes or dtypes differ"
         text = f"{flag}{self.tv.dtype} {_num(self.diff)}"
@@ -138,6 +139,11 @@ def compare(case: Case) -> Result:
     if tv.dtype is None or ours.dtype is None:
         return Result(case, tv, ours, None, None, ok=(tv.dtype is None) == (ours.dtype is None))
     a, b = _tensors(ours.value), _tensors(tv.value)
+    if case.op.startswith(("nms", "batched_nms")) and case.reference is not None:
+        ref = _tensors(_run(case.reference, case.autocast).value)
+        right = len(a) == len(ref) and all(torch.equal(x, y) for x, y in zip(a, ref))
+        same = len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
+        return Result(case, tv, ours, None, right, ok=right, tv_diff=0.0 if same else 1.0)
     if len(a) != len(b) or any(x.shape != y.shape or x.dtype != y.dtype for x, y in zip(a, b)):
         return Result(case, tv, ours, None, None, ok=False)
     if case.op.startswith(("nms", "batched_nms")):
@@ -295,6 +301,21 @@ def cases() -> list[Case]:
             out.append(Case("batched_nms", path, name, ac, lambda b=b, s=s, i=idx: batched_nms(b, s, i, 0.5),
                             lambda b=b, s=s, i=idx: ops.batched_nms(b, s, i, 0.5)))
 
+    # the coordinate trick with 80 classes: torchvision shifts float16 boxes by up to 79 * (max + 1) in
+    # float16 (spacing 32 above 32768, inf above 65504); the reference is per-class NMS in float64
+    b80 = random_boxes(250, g, 300, 150) + 700                   # crowded into [700, 1000]^2: many overlaps
+    s80 = (torch.randperm(250, generator=g).float() + 1) / 256   # distinct in bfloat16 too
+    i80 = torch.randint(0, 80, (250,), generator=g)
+    for name, ac in SETTINGS:
+        if name.startswith("i"):
+            continue
+        dt = DTYPES[name]
+        b, sc = b80.to(dt), s80.to(dt)
+        out.append(Case("batched_nms", "80 classes", name, ac,
+                        lambda b=b, s=sc: batched_nms(b, s, i80, 0.5),
+                        lambda b=b, s=sc: ops.batched_nms(b, s, i80, 0.5),
+                        reference=lambda b=b.double(), s=sc.double(): _per_class_nms(b, s, i80, 0.5)))
+
     # box coder: RPN weights (1, 1, 1, 1) and box-head weights (10, 10, 5, 5)
     gt, anchors = random_boxes(50, g, 800, 300), random_boxes(50, g, 800, 300)
     codes = torch.randn(50, 8, generator=g)
@@ -324,6 +345,13 @@ def cases() -> list[Case]:
             arg = [xi] if head == "RPNHead" else xi
             out.append(Case(head, "-", name, ac, lambda m=m, a=arg: m(a), lambda t=t, a=arg: t(a)))
     return out
+
+
+def _per_class_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, threshold: float) -> torch.Tensor:
+    """torchvision's NMS class by class (no coordinate trick), kept indices by decreasing score."""
+    keep = torch.cat([torch.where(idxs == c)[0][ops.nms(boxes[idxs == c], scores[idxs == c], threshold)]
+                      for c in torch.unique(idxs)])
+    return keep[scores[keep].sort(descending=True, stable=True).indices]
 
 
 def _copy_to(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
