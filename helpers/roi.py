@@ -56,7 +56,6 @@ table (maxima of all ``2^i x 2^j`` windows), four look-ups per bin.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import warnings
@@ -116,17 +115,17 @@ CSR_MIN_WORK = 1 << 21
 ROI_DTYPES = {"cpu": (torch.float32, torch.float64, torch.float16), "cuda": (torch.float32, torch.float64, torch.float16)}
 
 
-def _float32_entry(input: Tensor, op: str, autocast_devices: tuple[str, ...]) -> tuple[Tensor, "contextlib.AbstractContextManager"]:
+def _float32_entry(input: Tensor, op: str, autocast_devices: tuple[str, ...]) -> Tensor | None:
     """The dtype rule at the entry of :func:`roi_align` / :func:`roi_pool`: refuse what torchvision
-    refuses (see :func:`helpers.checks.kernel_dtype`), compute float16 / bfloat16 in float32, and with
-    autocast off inside (else autocast would run the sparse matmul in bfloat16). Returns the input to
-    compute with and the context to compute in; the caller casts the result back to ``input.dtype``."""
+    refuses (see :func:`helpers.checks.kernel_dtype`). Returns ``None`` when ``input`` can be computed
+    as it is (float32 / float64, autocast off), else the input to compute with (float16 / bfloat16 as
+    float32): the caller then calls itself on it with autocast off (else autocast would run the sparse
+    matmul in bfloat16) and casts the result back to ``input.dtype``."""
     _check_input(input)
     kernel_dtype(input, "input", op, ROI_DTYPES, autocast_devices)
-    x = input if input.dtype in (torch.float32, torch.float64) else input.float()
-    device = input.device.type
-    off = torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
-    return x, off
+    if input.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(input.device.type):
+        return None
+    return input if input.dtype in (torch.float32, torch.float64) else input.float()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1185,10 +1184,14 @@ def roi_align(
     Returns:
         Tensor[K, C, PH, PW]: the pooled features, K = number of boxes (may be 0).
     """
-    x, autocast_off = _float32_entry(input, "roi_align", ("cpu", "cuda"))
-    with autocast_off:
-        rois, ph, pw, scale, sr, al = check_roi_args(x, boxes, output_size, spatial_scale, sampling_ratio, aligned)
-        return roi_align_kernel(x, rois, ph, pw, scale, sr, al, mode="avg").to(input.dtype)
+    x = _float32_entry(input, "roi_align", ("cpu", "cuda"))
+    if x is not None:                                    # float16 / bfloat16, or autocast on: float32, autocast off
+        with torch.autocast(input.device.type, enabled=False):
+            return roi_align(x, boxes, output_size, spatial_scale, sampling_ratio, aligned).to(input.dtype)
+    rois, ph, pw, scale, sr, al = check_roi_args(
+        input, boxes, output_size, spatial_scale, sampling_ratio, aligned
+    )
+    return roi_align_kernel(input, rois, ph, pw, scale, sr, al, mode="avg")
 
 
 def roi_align_max(
@@ -1209,10 +1212,14 @@ def roi_align_max(
 
     Args and Returns: as :func:`roi_align`.
     """
-    x, autocast_off = _float32_entry(input, "roi_align", ("cpu", "cuda"))
-    with autocast_off:
-        rois, ph, pw, scale, sr, al = check_roi_args(x, boxes, output_size, spatial_scale, sampling_ratio, aligned)
-        return roi_align_kernel(x, rois, ph, pw, scale, sr, al, mode="max").to(input.dtype)
+    x = _float32_entry(input, "roi_align", ("cpu", "cuda"))
+    if x is not None:                                    # float16 / bfloat16, or autocast on: float32, autocast off
+        with torch.autocast(input.device.type, enabled=False):
+            return roi_align_max(x, boxes, output_size, spatial_scale, sampling_ratio, aligned).to(input.dtype)
+    rois, ph, pw, scale, sr, al = check_roi_args(
+        input, boxes, output_size, spatial_scale, sampling_ratio, aligned
+    )
+    return roi_align_kernel(input, rois, ph, pw, scale, sr, al, mode="max")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1414,13 +1421,10 @@ def roi_pool(
     Returns:
         Tensor[K, C, PH, PW]
     """
-    x, autocast_off = _float32_entry(input, "roi_pool", ("cuda",))
-    with autocast_off:
-        return _roi_pool(x, boxes, output_size, spatial_scale).to(input.dtype)
-
-
-def _roi_pool(input: Tensor, boxes: BoxesType, output_size: OutputSizeType, spatial_scale: float) -> Tensor:
-    """:func:`roi_pool` on a float32 / float64 ``input``."""
+    x = _float32_entry(input, "roi_pool", ("cuda",))
+    if x is not None:                                    # float16 (bfloat16 under CUDA autocast): float32
+        with torch.autocast(input.device.type, enabled=False):
+            return roi_pool(x, boxes, output_size, spatial_scale).to(input.dtype)
     rois, ph, pw, scale, _, _ = check_roi_args(input, boxes, output_size, spatial_scale)
     n, c, height, width = input.shape
     k_count = rois.shape[0]
