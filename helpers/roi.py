@@ -193,7 +193,7 @@ def _check_input(input: Tensor) -> None:
         )
     if not input.is_floating_point():
         raise TypeError(
-            f"input must be a floating-point tensor (float32 or float64), got dtype {input.dtype}"
+            f"input must be a floating-point tensor (float32, float64 or float16), got dtype {input.dtype}"
         )
     if input.shape[2] < 1 or input.shape[3] < 1:
         raise ValueError(f"input must have H >= 1 and W >= 1, got shape {tuple(input.shape)}")

@@ -178,3 +178,45 @@ def test_cuda_same_as_torchvision(op, dtype, autocast):
     else:
         tol = dtype_table.TOLERANCE[ours.dtype] if dtype in (torch.float32, torch.float64) else 0.1
         assert float((ours.double() - theirs.double()).abs().max()) <= tol
+
+
+# -- the whole model under autocast ----------------------------------------------------------------
+
+def test_series_model_under_autocast_as_torchvisions():
+    """The series' Mask R-CNN (its own RoIAlign, NMS, box coder, heads) trains and detects under CPU
+    autocast (bfloat16) as torchvision's assembly with the same weights does: same loss names, losses
+    close (bfloat16 convolutions, so to a few per cent), detections of the same dtypes."""
+    from helpers.model import build_model
+    from helpers.shapes import ShapesDataset
+
+    small = dict(widths=[8, 16, 32, 64], stem_channels=8, fpn_channels=16, representation_size=32,
+                 mask_layers=[16, 16], mask_dim_reduced=16)
+    torch.manual_seed(0)
+    reference = build_model(small)
+    series = build_model(reference.shapes_config, impl="series")
+    series.load_state_dict(reference.state_dict(), strict=True)
+    ds = ShapesDataset(2, seed=5)
+    images, targets = [], []
+    for i in range(2):
+        image, target = ds[i]
+        images.append(image)
+        targets.append({k: target[k] for k in ("boxes", "labels", "masks")})
+    losses, detections = [], []
+    for model in (reference, series):
+        model.train()
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(images, targets)
+            sum(out.values()).backward()
+            losses.append({k: float(v.detach()) for k, v in out.items()})
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            detections.append(model(images))
+    expected, actual = losses
+    assert sorted(actual) == sorted(expected)
+    for name, value in expected.items():
+        assert math.isfinite(actual[name]) and math.isclose(actual[name], value, rel_tol=0.05, abs_tol=2e-3), \
+            (name, actual[name], value, expected, actual)
+    for e, a in zip(*detections):
+        assert {k: v.dtype for k, v in a.items()} == {k: v.dtype for k, v in e.items()}
+        assert all(torch.isfinite(v.float()).all() for v in a.values())
