@@ -139,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.random:
         torch.manual_seed(0)
-        reference = build_model()
+        reference = build_model(impl="torchvision")
         weights = "random weights (seed 0)"
     else:
-        reference, _ = load_checkpoint(SHAPES_CHECKPOINT)
+        reference, _ = load_checkpoint(SHAPES_CHECKPOINT, impl="torchvision")
         weights = f"weights of {SHAPES_CHECKPOINT.name}"
     series = build_model(reference.shapes_config, impl="series")
     series.load_state_dict(reference.state_dict(), strict=True)

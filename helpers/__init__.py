@@ -14,6 +14,7 @@ torchvision has the function:
 - :mod:`helpers.maskrcnn`    the same Mask R-CNN made only of the series' own pieces (``build_model(impl="series")``)
 - :mod:`helpers.train`       the training entry point, ``python -m helpers.train`` (notebook 09)
 - :mod:`helpers.evaluate`    COCO mask and box AP with pycocotools (notebook 09)
+- :mod:`helpers.predict`     a trained model on your images, ``python -m helpers.predict`` (notebook 09)
 - :mod:`helpers.masks`       mask IoU and COCO run-length encoding, kept once
 - :mod:`helpers.coco_data`   a data set read from a COCO-format folder (your own data)
 - :mod:`helpers.ablation`    the RoIAlign-versus-RoIPool ablation runs (notebook 10)
@@ -24,6 +25,7 @@ torchvision has the function:
 - :mod:`helpers.series`      the list of notebooks, read by the README table, navigation bars and map
 - :mod:`helpers.project`     the repository URL and paths, kept in one place
 - :mod:`helpers.checks`      argument checks shared by every module (``check_int(value, name, ...)``)
+- :mod:`helpers.exercises`   the checkers of the notebooks' exercises (``check("01.1", answer)``)
 
 Functions a notebook writes in the open are exported into these modules from the notebook's
 ``#@save helpers.<module>`` cells by ``python tools/nb.py export``; they stand in blocks marked
@@ -40,4 +42,4 @@ package stays cheap.
 """
 
 __all__ = ["roi", "fpn", "box_coder", "boxes", "rpn", "box_head", "mask_head", "model", "maskrcnn", "train", "evaluate",
-           "masks", "coco_data", "ablation", "pretrained", "shapes", "viz", "widgets", "series", "project", "checks"]
+           "predict", "masks", "coco_data", "ablation", "pretrained", "shapes", "viz", "widgets", "series", "project", "checks"]

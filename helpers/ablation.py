@@ -4,8 +4,9 @@ The paper (He et al., 2017, Table 2c, ResNet-50-C4, stride 16) reports mask AP 2
 and 30.3 with RoIAlign; on a single stride-32 map (Table 2d, C5) 23.6 against 30.9, the gap
 largest at AP75. This module reruns that experiment small enough for a laptop CPU: the same model,
 data, schedule and seeds, once with RoIAlign and once with RoIPool (both the box and the mask
-branch, :class:`helpers.model.MultiScaleRoIPooler`), on one feature map at a fine and at a coarse
-stride, for several seeds. Every run trains from scratch with :func:`helpers.train.train` and is
+branch), on one feature map at a fine and at a coarse stride, for several seeds. The model is the
+series' own Mask R-CNN (:class:`helpers.maskrcnn.SeriesMaskRCNN`, ``impl="series"``): its
+``config.pool`` chooses the series' :func:`helpers.roi.roi_align` or :func:`helpers.roi.roi_pool`. Every run trains from scratch with :func:`helpers.train.train` and is
 scored with COCOeval (``segm`` and ``bbox``) on the same held-out validation images.
 
 Regenerate the shipped results (``data/ablation_results.json``,
@@ -149,7 +150,7 @@ def load_half_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, A
     values exactly, and says how to regenerate a missing one.
 
     Returns:
-        ``(model, checkpoint)``: torchvision's ``MaskRCNN`` and the loaded dict.
+        ``(model, checkpoint)``: the series' :class:`~helpers.maskrcnn.SeriesMaskRCNN` and the loaded dict.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"no ablation checkpoint at {path}; regenerate with `{DEFAULT_COMMAND}`")
@@ -174,7 +175,8 @@ def run_one(op: str, stride: int, seed: int, train_overrides: Mapping[str, Any] 
         progress: tqdm bars for the training steps and the evaluation.
 
     Returns:
-        One run's record: ``op``, ``feature_stride``, ``seed``, ``steps``, ``wall_s`` (the whole run),
+        One run's record: ``op``, ``feature_stride``, ``seed``, ``impl`` (``"series"``: the model trained),
+        ``steps``, ``wall_s`` (the whole run),
         ``train_wall_s``, ``train_cpu_s``, ``eval_wall_s``, ``loadavg`` (start, end), ``mask`` and
         ``box`` (:data:`METRICS` on the validation set), ``final_losses`` (mean of the last 50 steps
         of each loss term), ``loss_curve`` (every 10th step's ``loss_mask`` and ``loss_box_reg``)
@@ -190,8 +192,9 @@ def run_one(op: str, stride: int, seed: int, train_overrides: Mapping[str, Any] 
     mcfg = {**ABLATION_MODEL, **dict(model_overrides or {}), "pool": op, "feature_stride": stride}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(**{**tcfg, "seed": seed, "progress": progress,
-                             "checkpoint": str(Path(tmp) / "model.pt"), "log": str(Path(tmp) / "log.json")})
-        log = train(cfg, mcfg, command=f"{DEFAULT_COMMAND} (op={op}, stride={stride}, seed={seed})")
+                             "checkpoint": str(Path(tmp) / "model.pt"), "log": str(Path(tmp) / "log.json"),
+                             "runs_dir": tmp, "name": "run", "save_every": 0})
+        log = train(cfg, mcfg, command=f"{DEFAULT_COMMAND} (op={op}, stride={stride}, seed={seed})", impl="series")
         record = _record(op, stride, seed, log)
         if checkpoint is not None:
             record.update(_keep_half(Path(tmp) / "model.pt", checkpoint, cfg, mcfg.get("image_size", 128),
@@ -205,7 +208,7 @@ def _record(op: str, stride: int, seed: int, log: Mapping[str, Any]) -> dict[str
     rows = log["steps"]
     tail = rows[-min(50, len(rows)):]
     return {
-        "op": op, "feature_stride": stride, "seed": seed, "steps": log["steps_done"],
+        "op": op, "feature_stride": stride, "seed": seed, "impl": log["impl"], "steps": log["steps_done"],
         "train_wall_s": log["train_wall_s"], "train_cpu_s": log["train_cpu_s"],
         "eval_wall_s": log["eval_wall_s"], "loadavg": [log["loadavg_start"], log["loadavg_end"]],
         "parameters": log["parameters"],
@@ -510,15 +513,16 @@ def coordinate_map(stride: int, map_size: tuple[int, int]) -> Tensor:
 @torch.no_grad()
 def masks_for_boxes(model: torch.nn.Module, images: Sequence[Tensor], boxes: Sequence[Tensor],
                     labels: Sequence[Tensor]) -> list[Tensor]:
-    """Run only the mask branch of a trained ``MaskRCNN`` on given boxes and paste the masks.
+    """Run only the mask branch of a trained series' Mask R-CNN on given boxes and paste the masks.
 
-    The same steps torchvision's eval mode runs on its detections (transform, backbone, the mask
-    pooler, mask head and predictor, the sigmoid of each box's own class channel, pasting), but on
+    The same steps its eval mode runs on its detections (transform, backbone,
+    :meth:`~helpers.maskrcnn.SeriesMaskRCNN.mask_branch`: pooling, mask head and predictor; the
+    sigmoid of each box's own class channel, pasting), but on
     boxes you choose: given the *true* boxes, two models differ only in how well their mask branch
     (and the features its pooler reads) outline the object, not in what their box branch found.
 
     Args:
-        model: torchvision ``MaskRCNN`` (put in eval mode).
+        model: a :class:`helpers.maskrcnn.SeriesMaskRCNN` (put in eval mode).
         images: list of ``Tensor[3, H_i, W_i]`` float in ``[0, 1]`` (run as one batch).
         boxes: list of ``Tensor[K_i, 4]`` ``(x1, y1, x2, y2)`` in each image's pixels.
         labels: list of ``Tensor[K_i]``: the class of each box (which mask channel to read).
@@ -527,8 +531,12 @@ def masks_for_boxes(model: torch.nn.Module, images: Sequence[Tensor], boxes: Seq
         List of ``Tensor[K_i, 1, H_i, W_i]`` mask probabilities, like the ``masks`` of an eval output
         (fed the model's own detections, it reproduces them exactly).
     """
-    from torchvision.models.detection.roi_heads import paste_masks_in_image
+    from helpers.mask_head import paste_masks_in_image
+    from helpers.maskrcnn import SeriesMaskRCNN
 
+    if not isinstance(model, SeriesMaskRCNN):
+        raise TypeError(f"model must be a helpers.maskrcnn.SeriesMaskRCNN (build_model(impl='series')), "
+                        f"got {type(model).__name__}")
     if isinstance(images, Tensor) or not isinstance(images, (list, tuple)) or not (
             len(images) == len(boxes) == len(labels)):
         raise TypeError("images, boxes and labels must be lists of the same length (one entry per image)")
@@ -545,8 +553,7 @@ def masks_for_boxes(model: torch.nn.Module, images: Sequence[Tensor], boxes: Seq
     for image, b, (rh, rw) in zip(images, boxes, batch.image_sizes):
         h, w = image.shape[1:]
         scaled.append(b.to(torch.float32) * torch.tensor([rw / w, rh / h, rw / w, rh / h]))
-    pooled = model.roi_heads.mask_roi_pool(features, scaled, batch.image_sizes)  # [sum K, C, 14, 14]
-    logits = model.roi_heads.mask_predictor(model.roi_heads.mask_head(pooled))  # [sum K, classes, 28, 28]
+    logits = model.mask_branch(features, scaled, batch.image_sizes)  # [sum K, classes, 28, 28]
     all_labels = torch.cat([l.long() for l in labels])
     probs = logits[torch.arange(len(all_labels)), all_labels].sigmoid()[:, None]  # [sum K, 1, 28, 28]
     out, start = [], 0

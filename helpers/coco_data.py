@@ -44,7 +44,14 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def read_image(path: str | Path) -> Tensor:
     """Read an image file as ``Tensor[3, H, W]`` float32 in ``[0, 1]`` (grey and RGBA become RGB).
 
-    Uses Pillow when installed, else matplotlib (PNG only).
+    The EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``): a phone photo stored sideways
+    with "rotate 90" in its EXIF comes out upright, as image viewers and annotation tools (CVAT, labelme)
+    show it, so that the annotations drawn on it line up. Uses Pillow when installed, else matplotlib
+    (PNG only, no EXIF).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not an image Pillow can read.
     """
     path = Path(path)
     if not path.is_file():
@@ -58,8 +65,13 @@ def read_image(path: str | Path) -> Tensor:
         if array.max() > 1.0:
             array = array / 255.0
     else:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        from PIL import ImageOps, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                array = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"image file {path} cannot be read as an image: {exc}") from None
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     array = array[..., :3]

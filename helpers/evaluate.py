@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from helpers.checks import check_int, check_number
 from helpers.masks import decode_rle, encode_rle
 
-__all__ = ["METRIC_NAMES", "IOU_TYPES", "predict", "to_coco_results", "coco_evaluate", "evaluate",
+__all__ = ["METRIC_NAMES", "IOU_TYPES", "predict", "to_coco_results", "coco_evaluate", "evaluate", "stream_results",
+           "coco_evaluate_per_class", "evaluate_streaming", "format_per_class_table",
            "format_metrics_table", "iou_matrix", "average_precision", "match_detections"]
 
 METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -142,6 +143,22 @@ def coco_evaluate(coco_gt: Any, results: Mapping[str, list[dict[str, Any]]],
         ``{iou_type: {name: value}}`` with the twelve :data:`METRIC_NAMES` (floats; ``-1.0`` where
         COCOeval has no ground truth in that area range). No detections at all gives zeros.
     """
+    return coco_evaluate_per_class(coco_gt, results, iou_types)[0]
+
+
+def coco_evaluate_per_class(coco_gt: Any, results: Mapping[str, list[dict[str, Any]]],
+                            iou_types: Iterable[str] = IOU_TYPES
+                            ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """:func:`coco_evaluate`, plus each category's AP (IoU .50:.95, all areas, 100 detections).
+
+    A category's AP is the mean of ``COCOeval.eval["precision"][:, :, k, 0, -1]`` over the entries
+    that are not ``-1`` (COCO's own AP is the mean of the same array over all categories); a category
+    without ground truth gets ``-1``.
+
+    Returns:
+        ``(metrics, per_class)``: ``metrics`` as :func:`coco_evaluate` returns it, ``per_class`` as
+        ``{iou_type: {category name: AP}}`` in the order of increasing category id.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -156,13 +173,18 @@ def coco_evaluate(coco_gt: Any, results: Mapping[str, list[dict[str, Any]]],
         coco_gt = api
     elif not isinstance(coco_gt, COCO):
         raise TypeError(f"coco_gt must be a COCO dict or a pycocotools COCO, got {type(coco_gt).__name__}")
+    category_ids = sorted(coco_gt.getCatIds())
+    names = {c: str(coco_gt.cats[c].get("name", c)) for c in category_ids}
     metrics: dict[str, dict[str, float]] = {}
+    per_class: dict[str, dict[str, float]] = {}
     for iou_type in iou_types:
         if iou_type not in IOU_TYPES:
             raise ValueError(f"iou_types must be drawn from {IOU_TYPES}, got {iou_type!r}")
-        dets = list(results.get(iou_type, []))
+        dets = [dict(d) for d in results.get(iou_type, [])]  # copies: loadRes adds keys to the dicts it gets
         if not dets:  # loadRes cannot take an empty list; no detections scores zero
             metrics[iou_type] = {name: 0.0 for name in METRIC_NAMES}
+            has_gt = {int(a["category_id"]) for a in coco_gt.dataset["annotations"]}
+            per_class[iou_type] = {names[c]: (0.0 if c in has_gt else -1.0) for c in category_ids}
             continue
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt = coco_gt.loadRes(dets)
@@ -171,7 +193,101 @@ def coco_evaluate(coco_gt: Any, results: Mapping[str, list[dict[str, Any]]],
             evaluator.accumulate()
             evaluator.summarize()
         metrics[iou_type] = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
-    return metrics
+        precision = evaluator.eval["precision"]  # [T, R, K, A, M]: IoUs, recalls, categories, areas, max dets
+        row = {}
+        for k, c in enumerate(evaluator.params.catIds):
+            p = precision[:, :, k, 0, -1]
+            row[names[c]] = float(p[p > -1].mean()) if (p > -1).any() else -1.0
+        per_class[iou_type] = row
+    return metrics, per_class
+
+
+@torch.no_grad()
+def stream_results(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str, Any]]],
+                   label_to_category: Mapping[int, int] | None = None, batch_size: int = 1,
+                   device: str | torch.device = "cpu", progress: bool = False,
+                   mask_threshold: float = 0.5) -> dict[str, list[dict[str, Any]]]:
+    """:func:`predict` then :func:`to_coco_results`, one batch at a time: only COCO results are kept.
+
+    Each batch's pasted float masks (``D x H x W x 4`` bytes an image) are thresholded and RLE-encoded
+    as soon as the model returns them and then dropped, so memory holds one batch of masks whatever
+    the number of images (:func:`predict` keeps every image's masks).
+
+    Args:
+        model: the detection model (eval mode for the run, then restored).
+        dataset: sized sequence of ``(image, target)``; ``target["image_id"]`` names the COCO image.
+        label_to_category: model label -> COCO ``category_id`` (``None``: identity).
+        batch_size: images per forward pass (their masks are held together: 1 for photos).
+        device: where to run.
+        progress: a tqdm progress bar.
+        mask_threshold: a pixel is in the mask when its probability is ``> mask_threshold``.
+
+    Returns:
+        ``{"bbox": [...], "segm": [...]}`` as :func:`to_coco_results` returns.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(f"dataset must be a sized sequence of (image, target) pairs, got {type(dataset).__name__}")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    was_training = model.training
+    model.eval()
+    results: dict[str, list[dict[str, Any]]] = {"bbox": [], "segm": []}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(dataset), desc="evaluate", unit="image")
+    try:
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            outputs = model([image.to(device) for image, _ in items])
+            for k, (_, target) in enumerate(items):
+                out = {key: v.detach().cpu() for key, v in outputs[k].items()}
+                outputs[k] = None  # this image's masks are freed once encoded
+                one = to_coco_results([out], [int(target["image_id"])], label_to_category, mask_threshold)
+                results["bbox"].extend(one["bbox"])
+                results["segm"].extend(one["segm"])
+                del out
+            del items, outputs
+            if bar is not None:
+                bar.update(min(batch_size, len(dataset) - start))
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def evaluate_streaming(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str, Any]]], coco_gt: Any,
+                       label_to_category: Mapping[int, int] | None = None, batch_size: int = 1,
+                       device: str | torch.device = "cpu", progress: bool = False
+                       ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], dict[str, list]]:
+    """:func:`stream_results` then :func:`coco_evaluate_per_class`.
+
+    Returns:
+        ``(metrics, per_class, results)``.
+    """
+    results = stream_results(model, dataset, label_to_category, batch_size, device, progress)
+    metrics, per_class = coco_evaluate_per_class(coco_gt, results)
+    return metrics, per_class, results
+
+
+def format_per_class_table(per_class: Mapping[str, Mapping[str, float]], digits: int = 3) -> str:
+    """A plain-text table of per-class AP: one row per class, one column per IoU type (``-1``: ``n/a``)."""
+    if not isinstance(per_class, Mapping) or not per_class:
+        raise ValueError("per_class must be a non-empty {iou_type: {class: AP}} mapping")
+    types = list(per_class)
+    classes = list(dict.fromkeys(c for row in per_class.values() for c in row))
+    width = max([5, *(len(c) for c in classes)])
+    lines = [f"{'class':<{width}} " + " ".join(f"{t + ' AP':>8}" for t in types)]
+    for c in classes:
+        cells = []
+        for t in types:
+            v = per_class[t].get(c)
+            cells.append(f"{'n/a':>8}" if v is None or v < 0 else f"{v:>8.{digits}f}")
+        lines.append(f"{c:<{width}} " + " ".join(cells))
+    return "\n".join(lines)
 
 
 def evaluate(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str, Any]]], coco_gt: Any = None,

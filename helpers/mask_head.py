@@ -90,21 +90,24 @@ class MaskHead(nn.Module):
             raise TypeError(f"layers must be a non-empty sequence of ints (channels per 3x3 conv), got {layers!r}")
         layers = [check_int(c, "layers[i]", minimum=1) for c in layers]
         self.num_classes, self.in_channels = num_classes, in_channels
+        # built and initialised in torchvision's order (its MaskRCNNHeads, then its MaskRCNNPredictor), so
+        # that after the same torch.manual_seed both draw the same random weights
         blocks: OrderedDict[str, nn.Module] = OrderedDict()
         previous = in_channels
         for i, channels in enumerate(layers, start=1):
             blocks[f"mask_fcn{i}"] = nn.Conv2d(previous, channels, kernel_size=3, stride=1, padding=1)
             blocks[f"relu{i}"] = nn.ReLU()
             previous = channels
+        for module in blocks.values():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
         blocks["conv5_mask"] = nn.ConvTranspose2d(previous, dim_reduced, kernel_size=2, stride=2, padding=0)
         blocks["relu5"] = nn.ReLU()
         blocks["mask_fcn_logits"] = nn.Conv2d(dim_reduced, num_classes, kernel_size=1, stride=1, padding=0)
+        for name in ("conv5_mask", "mask_fcn_logits"):  # weights only; the biases keep PyTorch's default
+            nn.init.kaiming_normal_(blocks[name].weight, mode="fan_out", nonlinearity="relu")
         self.layers = nn.Sequential(blocks)
-        for name, module in self.layers.named_children():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if name.startswith("mask_fcn") and name != "mask_fcn_logits":
-                    nn.init.zeros_(module.bias)
 
     def _check_input(self, x: Any) -> Tensor:
         x = check_tensor(x, "x", 4, shape="[R, C, H, W]", floating=True)
@@ -242,7 +245,8 @@ def maskrcnn_loss(mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[T
     ``mask_logits[r]`` enters the loss; the other ``K - 1`` channels get no gradient. The mean is
     over all ``P * M * M`` pixels (not a sum, whatever some notes say). With no positive
     proposal at all the loss is ``mask_logits.sum() * 0`` (a zero that keeps the graph), as in
-    torchvision.
+    torchvision. The targets come from :func:`project_masks_on_boxes`, in one call for the whole
+    batch when its images share a size (fewer, larger operations than one call per image).
 
     Args:
         mask_logits (Tensor[P, K, M, M]): the head's logits for the ``P`` positive proposals of the
@@ -293,11 +297,19 @@ def maskrcnn_loss(mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[T
             raise ValueError(f"gt_labels[{i}] must lie in [0, {K}) (mask_logits has {K} channels), "
                              f"got {labels_pos.tolist()}")
         labels.append(labels_pos)
-        targets.append(project_masks_on_boxes(masks, boxes, idxs, M))  # [P_i, M, M]
+        targets.append((masks, boxes, idxs))
     if not targets:  # no positive proposal: BCE's mean of nothing would be nan
         return mask_logits.sum() * 0
     labels_all = torch.cat(labels)  # [P]
-    targets_all = torch.cat(targets).to(mask_logits)  # [P, M, M]
+    if len({tuple(masks.shape[1:]) for masks, _, _ in targets}) == 1:
+        # images of one size: one RoIAlign over all their masks (the indices shifted to the stacked masks)
+        offsets = torch.tensor([0] + [len(masks) for masks, _, _ in targets[:-1]]).cumsum(0).tolist()
+        targets_all = project_masks_on_boxes(torch.cat([masks for masks, _, _ in targets]),
+                                             torch.cat([boxes for _, boxes, _ in targets]),
+                                             torch.cat([idxs + o for (_, _, idxs), o in zip(targets, offsets)]), M)
+    else:
+        targets_all = torch.cat([project_masks_on_boxes(masks, boxes, idxs, M) for masks, boxes, idxs in targets])
+    targets_all = targets_all.to(mask_logits)  # [P, M, M]
     rows = torch.arange(labels_all.shape[0], device=labels_all.device)
     logits = mask_logits[rows, labels_all]  # [P, M, M]: the ground-truth class's channel only
     return F.binary_cross_entropy_with_logits(logits, targets_all)  # mean over P * M * M pixels

@@ -54,13 +54,13 @@ from helpers.box_head import FastRCNNPredictor, TwoMLPHead, fastrcnn_loss, postp
     select_training_samples
 from helpers.checks import check_boxes, check_list, check_tensor
 from helpers.fpn import fpn_top_down, infer_scales, map_levels, multiscale_roi_align
-from helpers.mask_head import maskrcnn_inference, maskrcnn_loss, paste_masks_in_image
+from helpers.mask_head import MaskHead, maskrcnn_inference, maskrcnn_loss, paste_masks_in_image
 from helpers.model import ShapesBackbone, ShapesModelConfig
 from helpers.roi import roi_pool
 from helpers.rpn import AnchorGenerator, RegionProposalNetwork
 
-__all__ = ["ImageBatch", "ImageTransform", "resize_boxes", "FeaturePyramid", "RPNHead", "MaskHeadConvs",
-           "MaskPredictor", "RoIHeads", "multiscale_roi_pool", "SeriesMaskRCNN", "LOSS_NAMES"]
+__all__ = ["ImageBatch", "ImageTransform", "resize_boxes", "FeaturePyramid", "RPNHead", "RoIHeads", "multiscale_roi_pool",
+           "SeriesMaskRCNN", "LOSS_NAMES"]
 
 LOSS_NAMES: tuple[str, ...] = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
 """The five loss terms, in the order the stages compute them (torchvision's keys)."""
@@ -258,48 +258,6 @@ class RPNHead(nn.Module):
         return [self.cls_logits(t) for t in hidden], [self.bbox_pred(t) for t in hidden]
 
 
-# ----------------------------------------------------------------------------------------------
-# 07: the mask head, split in two modules as torchvision splits it (so that state dicts line up)
-# ----------------------------------------------------------------------------------------------
-class MaskHeadConvs(nn.Sequential):
-    """The mask head's 3x3 convolutions with ReLU (:class:`helpers.mask_head.MaskHead`'s ``mask_fcn1..``);
-    keys ``0.0.weight``, ``1.0.weight`` ... as torchvision's ``MaskRCNNHeads``.
-
-    Args:
-        in_channels: channels of the 14 x 14 RoI features.
-        layers: output channels of each convolution.
-    """
-
-    def __init__(self, in_channels: int, layers: Sequence[int]) -> None:
-        channels = [in_channels, *layers]
-        super().__init__(*[_conv_relu(a, b) for a, b in zip(channels[:-1], channels[1:])])
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-
-
-class MaskPredictor(nn.Module):
-    """A 2x2 transposed convolution, stride 2 (14 -> 28), ReLU, and a 1x1 convolution to one mask
-    logit per class (:class:`helpers.mask_head.MaskHead`'s last layers, torchvision's names).
-
-    Shapes:
-        ``forward(Tensor[R, C, 14, 14]) -> Tensor[R, num_classes, 28, 28]``.
-    """
-
-    def __init__(self, in_channels: int, dim_reduced: int, num_classes: int) -> None:
-        super().__init__()
-        self.conv5_mask = nn.ConvTranspose2d(in_channels, dim_reduced, 2, 2, 0)
-        self.relu = nn.ReLU(inplace=True)
-        self.mask_fcn_logits = nn.Conv2d(dim_reduced, num_classes, 1, 1, 0)
-        for name, param in self.named_parameters():  # torchvision's initialisation: weights only
-            if "weight" in name:
-                nn.init.kaiming_normal_(param, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.mask_fcn_logits(self.relu(self.conv5_mask(x)))
-
-
 class RoIHeads(nn.Module):
     """The weights of the box and mask branches under torchvision's names (``roi_heads.box_head.fc6``...).
 
@@ -311,8 +269,13 @@ class RoIHeads(nn.Module):
         c = config.fpn_channels
         self.box_head = TwoMLPHead(c * 7 * 7, config.representation_size)                       # 06
         self.box_predictor = FastRCNNPredictor(config.representation_size, config.num_classes)  # 06
-        self.mask_head = MaskHeadConvs(c, config.mask_layers)                                    # 07
-        self.mask_predictor = MaskPredictor(config.mask_layers[-1], config.mask_dim_reduced, config.num_classes)
+        # 07: the mask head is helpers.mask_head.MaskHead; its layers are held here in torchvision's two modules
+        # (mask_head.0.0 = mask_fcn1 ..., mask_predictor.conv5_mask, .mask_fcn_logits), as torchvision splits them
+        head = MaskHead(config.num_classes, c, config.mask_layers, config.mask_dim_reduced).layers
+        self.mask_head = nn.Sequential(*(nn.Sequential(head.get_submodule(f"mask_fcn{i}"), head.get_submodule(f"relu{i}"))
+                                         for i in range(1, len(config.mask_layers) + 1)))
+        self.mask_predictor = nn.Sequential(OrderedDict(
+            conv5_mask=head.conv5_mask, relu=head.relu5, mask_fcn_logits=head.mask_fcn_logits))
 
 
 # ----------------------------------------------------------------------------------------------

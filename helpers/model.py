@@ -8,9 +8,10 @@ untouched) around a small residual backbone with BatchNorm, a feature pyramid fr
 :class:`torchvision.ops.FeaturePyramidNetwork`, anchors sized for 128 x 128 images, and fewer
 proposals and sampled RoIs than the COCO defaults.
 
-``build_model(config, impl="series")`` builds the same network from the series' own modules instead
-(:class:`helpers.maskrcnn.SeriesMaskRCNN`: same state dict, same losses and detections); the default
-stays torchvision's assembly, which the shipped checkpoint and the notebooks' outputs were made with.
+``build_model(config)`` builds, by default (``impl="series"``), the same network from the series' own
+modules (:class:`helpers.maskrcnn.SeriesMaskRCNN`: same state dict, same losses and detections);
+``impl="torchvision"`` builds the torchvision assembly described above, the reference it is tested
+against. One checkpoint loads into either.
 
 Everything the builder decides is in one :class:`ShapesModelConfig` of plain types, so that a
 checkpoint is ``{"state_dict": ..., "config": dict}`` and loads with ``torch.load(weights_only=True)``.
@@ -443,20 +444,20 @@ IMPLEMENTATIONS: tuple[str, ...] = ("torchvision", "series")
 :class:`helpers.maskrcnn.SeriesMaskRCNN` (same state dict, same numbers)."""
 
 
-def build_model(config: ShapesModelConfig | Mapping[str, Any] | None = None, *, impl: str = "torchvision",
+def build_model(config: ShapesModelConfig | Mapping[str, Any] | None = None, *, impl: str = "series",
                 **overrides: Any) -> nn.Module:
     """Build Mask R-CNN for the shapes task (random initial weights, nothing downloaded).
 
     Args:
         config: a :class:`ShapesModelConfig`, a dict of its fields, or ``None`` for the defaults.
-        impl: ``"torchvision"`` (the default): torchvision's ``MaskRCNN`` around the series' backbone;
-            ``"series"``: :class:`helpers.maskrcnn.SeriesMaskRCNN`, made only of the series' own
-            pieces, with the same state-dict keys and shapes (and, after the same ``torch.manual_seed``,
-            the same initial weights).
+        impl: ``"series"`` (the default): :class:`helpers.maskrcnn.SeriesMaskRCNN`, made only of the
+            series' own pieces; ``"torchvision"``: torchvision's ``MaskRCNN`` around the series'
+            backbone (the reference). Both have the same state-dict keys and shapes (and, after the
+            same ``torch.manual_seed``, the same initial weights).
         **overrides: config fields to change, e.g. ``build_model(pool="pool", feature_stride=16)``.
 
     Returns:
-        ``torchvision.models.detection.MaskRCNN`` (or ``SeriesMaskRCNN``) in training mode. Call it as torchvision documents:
+        ``SeriesMaskRCNN`` (or torchvision's ``MaskRCNN``) in training mode. Call it as torchvision documents:
         ``model(images, targets) -> dict of five losses`` in training mode, ``model(images) -> list of
         {boxes Tensor[D, 4], labels Tensor[D], scores Tensor[D], masks Tensor[D, 1, H, W]}`` in eval mode.
         The config used is attached as ``model.shapes_config``.
@@ -545,7 +546,7 @@ def save_checkpoint(model: MaskRCNN, path: str | Path, extra: Mapping[str, Any] 
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
-                    impl: str = "torchvision") -> tuple[nn.Module, dict[str, Any]]:
+                    impl: str = "series") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model saved by :func:`save_checkpoint`, in eval mode.
 
     Loads with ``torch.load(weights_only=True)``: nothing but tensors and plain types is unpickled.
@@ -555,10 +556,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     Args:
         path: a checkpoint file.
         map_location: where to put the weights.
-        impl: the model to load them into, as in :func:`build_model` (``"torchvision"`` or ``"series"``).
+        impl: the model to load them into, as in :func:`build_model` (``"series"``, the default, or
+            ``"torchvision"``).
 
     Returns:
-        ``(model, checkpoint)``: the ``MaskRCNN`` in eval mode, and the loaded dict (``config``, ``extra``).
+        ``(model, checkpoint)``: the model in eval mode, and the loaded dict (``config``, ``extra``).
     """
     path = Path(path)
     if not path.is_file():

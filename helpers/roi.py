@@ -965,6 +965,34 @@ class _SparseWeightedGather(torch.autograd.Function):
         return w_t @ grad.contiguous(), None, None, None, None
 
 
+class _FixedBagGather(torch.autograd.Function):
+    """``out[b] = sum_e w[b, e] * table[idx[b, e]]``: every bin a bag of the same number of entries.
+
+    Forward: one ``F.embedding_bag`` (no sort, no sparse matrix). Backward (w.r.t. ``table`` only):
+    ``W^T @ grad`` with the transposed weight matrix built by one stable sort of the entries by pixel;
+    repeated (pixel, bin) pairs are left as they are (the CSR product adds them up, as a sum should).
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, idx: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(idx, w)
+        ctx.n_pix = table.shape[0]
+        return F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        idx, w = ctx.saved_tensors
+        n_bins, entries = idx.shape
+        col = idx.reshape(-1)
+        order = torch.argsort(col, stable=True)  # entries by pixel, bins ascending inside a pixel
+        crow_t = torch.zeros(ctx.n_pix + 1, dtype=torch.long, device=col.device)
+        crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n_pix), 0)
+        w_t = _csr(crow_t, order // entries, w.reshape(-1)[order], (ctx.n_pix, n_bins))  # entry e is in bin e // entries
+        return w_t @ grad.contiguous(), None, None
+
+
 def _coalesce(row: Tensor, col: Tensor, val: Tensor, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
     """Sort COO triplets by (row, col) and sum the weights of repeated pairs (CSR needs distinct pairs)."""
     key = row * n_cols + col
@@ -1036,6 +1064,56 @@ def _grid_taps(
     return torch.stack([low, high], -1), weight
 
 
+def _dense_axis_weights(index: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """One axis's taps ``[K, P, G, 2]`` (from :func:`_grid_taps`) as dense rows over a window of the map.
+
+    Returns ``(first, dense)``: ``first`` (LongTensor[K]) is the first pixel of each RoI's window and
+    ``dense[k, p, e]`` (Tensor[K, P, E]) the summed weight of pixel ``first[k] + e`` in bin ``p`` (over
+    the bin's samples and their two neighbours); ``E`` is the widest window. Taps of weight 0 (samples
+    outside the map, grid padding) do not widen the window.
+    """
+    k, p = index.shape[:2]
+    used = weight != 0
+    first = torch.where(used, index, torch.full_like(index, torch.iinfo(torch.long).max)).flatten(1).amin(1)
+    last = torch.where(used, index, torch.full_like(index, -1)).flatten(1).amax(1)
+    first = torch.where(last >= 0, first, torch.zeros_like(first))  # a RoI with no weight at all: any window
+    extent = max(int((last - first).max()) + 1, 1)
+    local = (index - first[:, None, None, None]).clamp(0, extent - 1)  # only weight-0 taps get clamped
+    dense = weight.new_zeros(k, p, extent).scatter_add_(2, local.reshape(k, p, -1), weight.reshape(k, p, -1))
+    return first, dense
+
+
+def _separable_pool(
+    maps: Tensor, batch: Tensor, rows: Tensor, wy: Tensor, cols: Tensor, wx: Tensor, count: Tensor
+) -> Tensor:
+    """RoIAlign (avg) of single-channel ``maps`` [N, H, W] as ``Ay @ window @ Ax^T / count`` per RoI.
+
+    Bilinear sampling and the bin average are separable: bin ``(p, q)`` of RoI ``k`` is
+    ``sum_y sum_x Ay[p, y] * map[y, x] * Ax[q, x] / count``, where ``Ay[p, y]`` sums the row weights
+    of the bin's sample rows that touch pixel row ``y`` (:func:`_dense_axis_weights`, over the rows the
+    RoI reaches) and ``Ax`` likewise for columns. Two batched matrix products over each RoI's window
+    replace ``PH * PW * GH * GW * 4`` gathered pixels per RoI (mask targets: 14-28x less work than the
+    gather, and no index tensors of that size). The same sum as the gather, added in another order:
+    equal to it (and to torchvision) up to float rounding.
+
+    Args:
+        maps (Tensor[N, H, W]), batch (LongTensor[K]): the map of each RoI.
+        rows, wy (``[K, PH, GH, 2]``), cols, wx (``[K, PW, GW, 2]``): :func:`_grid_taps` of each axis.
+        count (LongTensor[K]): samples per bin.
+
+    Returns:
+        Tensor[K * PH * PW, 1]
+    """
+    height, width = maps.shape[1:]
+    y0, ay = _dense_axis_weights(rows, wy)  # [K], [K, PH, EY]
+    x0, ax = _dense_axis_weights(cols, wx)  # [K], [K, PW, EX]
+    ys = (y0[:, None] + torch.arange(ay.shape[2], device=maps.device)).clamp(max=height - 1)  # [K, EY]
+    xs = (x0[:, None] + torch.arange(ax.shape[2], device=maps.device)).clamp(max=width - 1)  # [K, EX]
+    window = maps[batch[:, None, None], ys[:, :, None], xs[:, None, :]]  # [K, EY, EX]
+    out = torch.bmm(torch.bmm(ay, window), ax.transpose(1, 2))  # [K, PH, PW]
+    return (out / count.to(out.dtype)[:, None, None]).reshape(-1, 1)
+
+
 def _avg_pool_by_grid(
     table: Tensor, geo: _RoIGeometry, batch: Tensor, ph: int, pw: int, height: int, width: int, backend: str
 ) -> Tensor:
@@ -1046,7 +1124,8 @@ def _avg_pool_by_grid(
     own grid weigh 0), built by broadcasting the two axes of :func:`_grid_taps` (no per-sample ids,
     no :func:`_segment_ids`, no bincount), in the order of :func:`_neighbour_table` and with its
     weights ``(wy * wx) / count``. Single-channel maps (the mask targets: ground-truth masks as a
-    ``[G, 1, H, W]`` batch) then skip the sparse machinery: one gather, one multiply, one sum. With
+    ``[G, 1, H, W]`` batch) skip the entries: two matrix products per RoI (:func:`_separable_pool`).
+    Without autograd (inference), the gather is one ``F.embedding_bag`` over fixed-size bags. With
     more channels and adaptive grids that differ, RoIs are grouped by grid first (padding would put
     zero entries into the sparse gather). Measured against the general path (``_sample_points`` + sparse
     gather), single-threaded: mask targets (16 RoIs, 28x28, adaptive) ~3x faster, box pooling (512 RoIs,
@@ -1070,6 +1149,10 @@ def _avg_pool_by_grid(
         gh, gw = int(grid_h.max()), int(grid_w.max())
         if gh * gw == 0:  # empty aligned RoIs: no samples, their bins are 0
             pooled = table.new_zeros(n_bins, c)
+        elif c == 1:  # one channel (the mask targets): two small matrix products per RoI
+            rows, wy = _grid_taps(start_y, bin_h, ph, grid_h, gh, height)  # [Kg, PH, GH, 2]
+            cols, wx = _grid_taps(start_x, bin_w, pw, grid_w, gw, width)  # [Kg, PW, GW, 2]
+            pooled = _separable_pool(table[:, 0].reshape(-1, height, width), b, rows, wy, cols, wx, count)
         else:
             rows, wy = _grid_taps(start_y, bin_h, ph, grid_h, gh, height)  # [Kg, PH, GH, 2]
             cols, wx = _grid_taps(start_x, bin_w, pw, grid_w, gw, width)  # [Kg, PW, GW, 2]
@@ -1080,8 +1163,13 @@ def _avg_pool_by_grid(
             w = w / count.to(w.dtype)[:, None, None, None, None, None, None]
             entries = gh * gw * 4
             idx, w = idx.reshape(n_bins, entries), w.reshape(n_bins, entries)
-            if c == 1:
-                pooled = (table[:, 0][idx] * w).sum(1, keepdim=True)
+            if backend == "auto":  # every bin has ``entries`` entries: fixed-size bags, no offsets, no sort
+                if torch.is_grad_enabled() and table.requires_grad:
+                    pooled = _FixedBagGather.apply(table, idx, w)  # backward: one CSR matmul
+                else:
+                    pooled = F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
+            elif backend == "embedding_bag":
+                pooled = F.embedding_bag(idx, table, mode="sum", per_sample_weights=w)
             else:
                 row = torch.arange(n_bins, device=idx.device)[:, None].expand(-1, entries)
                 pooled = _weighted_gather(table, row.reshape(-1), idx.reshape(-1), w.reshape(-1), n_bins, backend)

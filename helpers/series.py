@@ -23,6 +23,16 @@ STAGES: tuple[str, ...] = ("bilinear", "roialign", "roipool", "backbone", "rpn",
 stage of Mask R-CNN (or one of RoIAlign's foundations, ``bilinear`` and ``roipool``), or
 ``"whole model"`` for the notebooks that use the model assembled."""
 
+PIPELINE_PATH: tuple[str, ...] = ("backbone", "rpn", "roialign", "boxhead", "maskhead")
+"""The stages one image passes through, in order (image -> ... -> masks); the other stages of
+:data:`STAGES` are RoIAlign's foundations (``bilinear``, ``roipool``) and ``"whole model"``. The
+pipeline strip at the top of every notebook (``tools/nb.py nav``) follows this order."""
+
+STAGE_LABELS: dict[str, str] = {"bilinear": "bilinear interpolation", "roialign": "RoIAlign",
+                                "roipool": "RoIPool vs RoIAlign", "backbone": "backbone + FPN", "rpn": "RPN",
+                                "boxhead": "box head", "maskhead": "mask head", "whole model": "the whole model"}
+"""A few words naming each stage of :data:`STAGES` in the pipeline strip."""
+
 
 @dataclass(frozen=True)
 class Notebook:

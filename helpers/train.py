@@ -1,34 +1,57 @@
-"""Train the shapes Mask R-CNN from scratch, save a checkpoint and a JSON log, score it with COCOeval.
+"""Train a Mask R-CNN (the shapes model, or on your own COCO-format data), save it, score it with COCOeval.
 
 Usage (the command that produced the shipped ``data/shapes_maskrcnn.pt``,
-:data:`helpers.project.SHAPES_CHECKPOINT`)::
+:data:`helpers.project.SHAPES_CHECKPOINT`, :data:`SHIPPED_COMMAND`)::
 
-    python -m helpers.train
+    python -m helpers.train --checkpoint data/shapes_maskrcnn.pt --log data/shapes_train_log.json --overwrite
 
-is the same as ``python -m helpers.train --steps 1000 --batch-size 8 --seed 0 --threads 2``. Useful options::
+The defaults are that recipe (``--steps 1000 --batch-size 8 --seed 0 --threads 2``); without ``--checkpoint``
+and ``--log`` a run writes into its own folder ``runs/<name>/`` (``--runs-dir``, ``--name``: by default the
+data's name and the UTC time): ``config.json`` at the start, ``last.pt`` (the resume state) every
+``--save-every`` steps, then ``model.pt``, ``evaluation.json`` and ``log.json``. It refuses to replace an
+existing run folder or file unless ``--overwrite``, and writes into ``data/`` only when a path names it.
+Useful options::
 
-    python -m helpers.train --steps 200 --checkpoint /tmp/m.pt --log /tmp/m.json   # a short try
+    python -m helpers.train --steps 200 --name short                                # a short try: runs/short/
+    python -m helpers.train --resume runs/short                                     # continue an interrupted run
     python -m helpers.train --pool pool --feature-stride 16 --seed 1                # an ablation run
-    python -m helpers.train --impl series --checkpoint /tmp/s.pt --log /tmp/s.json  # the series' own model
-    python -m helpers.train --coco-images my/images --coco-json my/instances.json   # your own data
+    python -m helpers.train --impl torchvision                                      # the reference assembly
+    python -m helpers.train --coco-images my/images --coco-json my/instances.json \
+        --image-size 512 --flip --workers 2                                         # your own data
+    python -m helpers.train --init coco --lr 1e-4 --coco-images ... --coco-json ... # fine-tune COCO weights
+    torchrun --nproc_per_node=2 -m helpers.train ...                                # DistributedDataParallel
     python -m helpers.train --benchmark 20     # time 20 steps here; projects the default run's time
     python -m helpers.train --help
 
 What it does, in order:
 
-1. seeds ``torch``, ``numpy`` and ``random``; uses ``--threads`` CPU threads (2) and the GPU when
-   one is present (``--device cpu`` forces the CPU);
-2. builds :func:`helpers.model.build_model` (random weights: nothing is downloaded);
+1. checks that nothing would be overwritten (and, for ``--init coco``, that the weights can be had);
+   seeds ``torch``, ``numpy`` and ``random``; uses ``--threads`` CPU threads (2) and the GPU when one is
+   present (``--device cpu`` forces the CPU);
+2. builds :func:`helpers.model.build_model` (random weights: nothing is downloaded) or, with
+   ``--init coco``, :func:`build_coco_model`;
 3. trains for ``--steps`` steps of ``--batch-size`` images with AdamW, a linear warm-up and a cosine
-   decay, showing a tqdm progress bar. Shapes training images are ``ShapesDataset(steps *
-   batch_size, seed=--seed)``: every step sees new images. The validation images are
-   ``ShapesDataset(--val-images, seed=--val-seed)``; item ``i`` of a data set with seed ``s`` is
-   drawn from ``numpy.random.default_rng([s, i])``, so different seeds never share an image;
+   decay, through a ``torch.utils.data.DataLoader`` (``--workers``), showing a tqdm progress bar. Shapes
+   training images are ``ShapesDataset(steps * batch_size, seed=--seed)``: every step sees new images.
+   The validation images are ``ShapesDataset(--val-images, seed=--val-seed)``; item ``i`` of a data set
+   with seed ``s`` is drawn from ``numpy.random.default_rng([s, i])``, so different seeds never share an
+   image;
 4. saves the checkpoint (``{"state_dict", "config", "extra"}``, plain types, loads with
    ``torch.load(weights_only=True)``);
-5. evaluates on the validation set with COCOeval (``segm`` and ``bbox``) and writes the log: the
-   command, both configs, every step's five loss terms, learning rate and elapsed time, the wall
-   and CPU time, threads, machine, load average, and the metrics.
+5. evaluates on the validation set with COCOeval (``segm`` and ``bbox``), streaming (one batch of masks
+   in memory), with each class's AP, and writes the log: the command, both configs, every step's five
+   loss terms, learning rate and elapsed time, the wall and CPU time, threads, machine, load average,
+   and the metrics.
+
+Reproducibility: at the defaults the new machinery (DataLoader, flips off, anchors 12-96 at image size
+128, losses read every step on the CPU) trains exactly what the plain loop trained, bit for bit (tested).
+``--deterministic`` sets ``torch.use_deterministic_algorithms(True, warn_only=True)`` and cuDNN's flags
+(``deterministic=True``, ``benchmark=False``, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``). On the CPU, runs with the
+same seed and threads repeat already (tested). On CUDA, torchvision's ``roi_align`` switches to its
+pure-PyTorch path, whose backward is deterministic (torchvision 0.29, ``ops/roi_align.py``); ``roi_pool``'s
+CUDA backward and torch ops listed in ``torch.use_deterministic_algorithms``'s documentation as lacking a
+deterministic CUDA kernel (among them the backward of ``F.interpolate``'s up-sampling, used by the FPN's
+top-down path) warn and name themselves instead of failing. Not run on a GPU here: no GPU was available.
 
 The pieces, for reuse: :func:`build_data` (step 3's data), :func:`fit` (the training loop alone: a
 model, data and a config in, the trained model and its per-step log out), :func:`evaluate_run`
@@ -58,7 +81,7 @@ if __name__ == "__main__" and "torch" not in sys.modules:
     # one training step took 13 s with spinning threads and 1.2 s with sleeping ones. Set here, before
     # torch (and its OpenMP runtime) loads, and only for `python -m helpers.train`.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from dataclasses import Field, asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -67,19 +90,27 @@ import torch
 from torch import Tensor, nn
 
 from helpers.checks import check_bool, check_choice, check_int, check_number
-from helpers.evaluate import evaluate, format_metrics_table, predict
+from helpers.evaluate import (coco_evaluate, coco_evaluate_per_class, evaluate, format_metrics_table,
+                              format_per_class_table, stream_results)
 from helpers.model import IMPLEMENTATIONS, ShapesModelConfig, build_model, count_parameters, save_checkpoint
 from helpers.project import ROOT, SHAPES_CHECKPOINT, SHAPES_TRAIN_LOG
 
 __all__ = ["TrainConfig", "TrainData", "train", "fit", "build_data", "build_optimizer", "lr_factor", "batch_indices",
            "train_step", "evaluate_run", "seed_everything", "benchmark", "main", "build_parser", "parse_args",
-           "machine_info", "output_path", "repo_relative", "LOSS_NAMES", "DEFAULT_COMMAND"]
+           "machine_info", "output_path", "repo_relative", "LOSS_NAMES", "DEFAULT_COMMAND", "SHIPPED_COMMAND",
+           "StepBatches", "flip_horizontal", "scaled_anchor_sizes", "box_size_stats", "default_run_name",
+           "RunPaths", "run_paths", "check_outputs_free", "build_coco_model", "coco_weights_file", "save_coco_model",
+           "load_trained", "COCO_ARCH", "AllReduceBatchNorm2d", "convert_batchnorm"]
 
 LOSS_NAMES: tuple[str, ...] = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
 """torchvision's five Mask R-CNN loss terms, in the order the stages run."""
 
 DEFAULT_COMMAND = "python -m helpers.train"
-"""The command that produced the shipped checkpoint and log (all defaults)."""
+"""The entry point (its defaults are the shipped recipe; outputs go to ``runs/<name>/``)."""
+
+SHIPPED_COMMAND = (f"{DEFAULT_COMMAND} --checkpoint data/shapes_maskrcnn.pt --log data/shapes_train_log.json "
+                   "--overwrite")
+"""The command that regenerates the shipped checkpoint and log in ``data/`` (the default recipe, explicit paths)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,8 +146,9 @@ def _option(default: Any, help: str, group: str = "training", **bounds: Any) -> 
 class TrainConfig:
     """Everything about a training run except the model (see :class:`helpers.model.ShapesModelConfig`).
 
-    Each field is also a command-line option (``batch_size`` is ``--batch-size``; the one bool,
-    ``progress``, is ``--no-progress``), documented by its ``help`` below and in ``--help``.
+    Each field is also a command-line option (``batch_size`` is ``--batch-size``; a bool that defaults to
+    ``False`` is a switch, ``--flip``; ``progress`` is ``--no-progress``), documented by its ``help`` below
+    and in ``--help``.
     """
 
     steps: int = _option(1000, "optimiser steps", minimum=1)
@@ -136,11 +168,44 @@ class TrainConfig:
     train_images: int | None = _option(None, "a finite shapes training set of N images, cycled in a fresh seeded "
                                              "order every epoch (default: steps * batch_size fresh images, each "
                                              "seen once)", minimum=1)
+    init: str = _option("scratch", "scratch: the series' small model from random weights (the shipped recipe); "
+                                   "coco: fine-tune torchvision's maskrcnn_resnet50_fpn from its COCO weights, "
+                                   "predictors replaced for your classes (torchvision's 800/1333 resize; the model "
+                                   "options do not apply; try --lr 1e-4)", choices=("scratch", "coco"))
     threads: int = _option(2, "torch CPU threads (torch.set_num_threads)", minimum=1)
-    device: str = _option("auto", "auto: CUDA when available, else the CPU", choices=("auto", "cpu", "cuda"))
-    checkpoint: str = _option(repo_relative(SHAPES_CHECKPOINT), "checkpoint file (the default is the repository's, "
-                              "wherever the command runs; other relative paths: from the current folder)", "outputs")
-    log: str = _option(repo_relative(SHAPES_TRAIN_LOG), "JSON log file (paths as for the checkpoint)", "outputs")
+    device: str = _option("auto", "auto: CUDA when available, else the CPU", "device",
+                          choices=("auto", "cpu", "cuda"))
+    amp: bool = _option(False, "mixed precision: torch.autocast (float16 + GradScaler on CUDA, bfloat16 on the CPU); "
+                               "off by default", "device")
+    deterministic: bool = _option(False, "torch.use_deterministic_algorithms(True, warn_only=True) and cuDNN's "
+                                         "deterministic flags; ops without a deterministic CUDA kernel warn", "device")
+    log_every: int | None = _option(None, "read the losses back to the host every N steps (default: 1 on the CPU, "
+                                          "where it costs nothing, 20 on CUDA); the log still has every step",
+                                    "device", minimum=1)
+    workers: int = _option(0, "DataLoader worker processes loading the images (0: in the main process; the "
+                              "batches are the same either way)", "data", minimum=0)
+    flip: bool = _option(False, "random horizontal flip of training images (boxes and masks flipped with them); "
+                                "off by default, so the shapes recipe is unchanged; recommended for your own data",
+                         "data")
+    name: str | None = _option(None, "run name: every output goes to RUNS_DIR/NAME/ (default: the data's name and "
+                                     "the UTC time, e.g. shapes-20260130-142501)", "outputs")
+    runs_dir: str = _option("runs", "folder of the runs (relative paths: from the current folder)", "outputs")
+    checkpoint: str | None = _option(None, "checkpoint file (default: RUNS_DIR/NAME/model.pt; the shipped model is "
+                                           "regenerated with --checkpoint data/shapes_maskrcnn.pt, which means the "
+                                           "repository's file wherever the command runs)", "outputs")
+    log: str | None = _option(None, "JSON log file (default: RUNS_DIR/NAME/log.json; paths as for the checkpoint)",
+                              "outputs")
+    overwrite: bool = _option(False, "allow replacing an existing run folder, checkpoint or log", "outputs")
+    resume: str | None = _option(None, "continue an interrupted run: its folder or its last.pt (the run's own "
+                                       "configuration is used; gives the same result as an uninterrupted run)",
+                                 "outputs")
+    save_every: int = _option(100, "save the resume state (model, optimiser, scheduler, step, random states) to "
+                                   "RUNS_DIR/NAME/last.pt every N steps (0: only when training ends)", "outputs",
+                              minimum=0)
+    eval_batch_size: int | None = _option(None, "images per evaluation forward pass; their full-size float masks are "
+                                                "held together, so evaluation memory grows with it, never with the "
+                                                "number of images (default: 16 for the shapes, 1 for COCO data)",
+                                          "evaluation", minimum=1)
     coco_images: str | None = _option(None, "folder of the training images: train on it instead of the shapes", "coco")
     coco_json: str | None = _option(None, "COCO instances JSON of the training images", "coco")
     coco_val_images: str | None = _option(None, "folder of the validation images", "coco")
@@ -170,6 +235,8 @@ class TrainConfig:
             raise ValueError("coco_val_images and coco_val_json go together: give both or neither")
         if self.coco_val_images is not None and self.coco_images is None:
             raise ValueError("coco_val_images/coco_val_json need coco_images/coco_json (the training folder)")
+        if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
+            raise ValueError(f"name must be a folder name (no '/'), got {self.name!r}")
 
 
 def _field_type(f: Field) -> tuple[type, bool]:
@@ -324,39 +391,116 @@ def batch_indices(config: TrainConfig, n_train: int) -> Iterator[list[int]]:
         yield batch
 
 
+def flip_horizontal(image: Tensor, target: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+    """Mirror an image left-right with its target: ``boxes`` ``x1, x2 -> W - x2, W - x1``, ``masks`` flipped."""
+    width = image.shape[-1]
+    out = dict(target)
+    if "boxes" in out:
+        boxes = out["boxes"]
+        out["boxes"] = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+    if "masks" in out:
+        out["masks"] = out["masks"].flip(-1)
+    return image.flip(-1), out
+
+
+class _StepItems(torch.utils.data.Dataset):
+    """``dataset[(index, flip)]``: the item, mirrored when ``flip``; what the DataLoader's batches name."""
+
+    def __init__(self, dataset: Sequence[Any]) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, bool]) -> Any:
+        index, flip = key
+        image, target = self.dataset[index]
+        return flip_horizontal(image, target) if flip else (image, target)
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """The DataLoader's batch sampler: step ``s``'s batch as :func:`batch_indices` gives it, each index paired
+    with its flip (drawn from ``numpy.random.default_rng([seed, 3, s])`` when ``config.flip``), from step
+    ``start`` on; with ``world > 1`` each rank gets its contiguous share ``rank * B / world ...`` of the batch."""
+
+    def __init__(self, config: TrainConfig, n_train: int, start: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.config, self.n_train, self.start, self.rank, self.world = config, n_train, start, rank, world
+
+    def __len__(self) -> int:
+        return self.config.steps - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+        share = self.config.batch_size // self.world
+        for step, indices in enumerate(batch_indices(self.config, self.n_train)):
+            if step < self.start:
+                continue
+            flips = (np.random.default_rng([self.config.seed, 3, step]).random(len(indices)) < 0.5
+                     if self.config.flip else np.zeros(len(indices), bool))
+            pairs = [(int(i), bool(f)) for i, f in zip(indices, flips)]
+            yield pairs[self.rank * share:(self.rank + 1) * share]
+
+
+def _as_list(batch: list[Any]) -> list[Any]:
+    return batch
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, batch: Sequence[Any],
-               grad_clip: float = 0.0) -> tuple[dict[str, float], float]:
+               grad_clip: float = 0.0, *, check_finite: bool = True, amp: bool = False,
+               scaler: Any = None) -> tuple[Tensor, float]:
     """One optimiser step on ``batch`` (a list of ``(image, target)``): forward, the sum of the five
     :data:`LOSS_NAMES`, backward, gradient clipping (``grad_clip > 0``), AdamW, the scheduler.
 
+    Nothing is read back to the host unless ``check_finite`` (one ``isfinite`` test before the update).
+
+    Args:
+        amp: run the forward under ``torch.autocast`` (float16 on CUDA, bfloat16 on the CPU).
+        scaler: a ``torch.amp.GradScaler`` (float16 on CUDA) or ``None``.
+
     Returns:
-        ``({loss name: value, "loss": total}, lr)``: the losses as floats and the learning rate used.
+        ``(losses, lr)``: ``Tensor[6]`` on the model's device (the total, then the five terms, detached)
+        and the learning rate used.
 
     Raises:
-        FloatingPointError: the loss is not finite (nothing is updated).
+        FloatingPointError: ``check_finite`` and the loss is not finite (nothing is updated).
     """
     device = next(model.parameters()).device
-    images = [image.to(device) for image, _ in batch]
-    targets = [{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in t.items()} for _, t in batch]
-    losses = model(images, targets)
+    images = [image.to(device, non_blocking=True) for image, _ in batch]
+    targets = [{k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in t.items()}
+               for _, t in batch]
+    if amp:
+        with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16):
+            losses = model(images, targets)
+        losses = {k: v.float() for k, v in losses.items()}
+    else:
+        losses = model(images, targets)
     loss = sum(losses[name] for name in LOSS_NAMES)
-    if not torch.isfinite(loss):
+    if check_finite and not torch.isfinite(loss):
         raise FloatingPointError(f"the loss became {loss.item()}: lower --lr or raise --warmup-steps")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    lr = optimizer.param_groups[0]["lr"]
-    optimizer.step()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        lr = optimizer.param_groups[0]["lr"]
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
     schedule.step()
-    return {"loss": loss.item(), **{name: losses[name].item() for name in LOSS_NAMES}}, lr
+    return torch.stack([loss.detach(), *(losses[name].detach() for name in LOSS_NAMES)]), lr
 
 
 class _Clock:
-    """Wall and CPU seconds since it was made, less the time spent inside :meth:`pause`."""
+    """Wall and CPU seconds since it was made, less the time spent inside :meth:`pause`, plus ``offset``
+    (the time of the steps an interrupted run did before it was resumed)."""
 
-    def __init__(self) -> None:
-        self.wall0, self.cpu0 = time.perf_counter(), _cpu_seconds()
+    def __init__(self, offset: tuple[float, float] = (0.0, 0.0)) -> None:
+        self.wall0, self.cpu0 = time.perf_counter() - offset[0], _cpu_seconds() - offset[1]
         self.paused_wall = self.paused_cpu = 0.0
 
     @contextlib.contextmanager
@@ -373,42 +517,146 @@ class _Clock:
                 _cpu_seconds() - self.cpu0 - self.paused_cpu)
 
 
-def fit(model: nn.Module, data: TrainData, config: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
+def _rng_state() -> dict[str, Any]:
+    """The global random states (torch, CUDA, numpy, random) as tensors and plain types."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "random": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    r = state["random"]
+    random.setstate((r["version"], tuple(r["internal"]), r["gauss_next"]))
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def fit(model: nn.Module, data: TrainData, config: TrainConfig, *, resume_state: Mapping[str, Any] | None = None,
+        save_state: Any = None, rank: int = 0, world: int = 1) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``model`` on ``data.train`` as ``config`` says: the training loop, nothing else.
 
     It builds AdamW and the schedule (:func:`build_optimizer`), runs ``config.steps`` steps
-    (:func:`batch_indices`, :func:`train_step`) on the model's device with the global random state
-    as it finds it (:func:`train` seeds it first), shows a progress bar, evaluates ``data.subset``
-    every ``eval_every`` steps and stops at ``time_limit``. It saves and writes nothing.
+    (:class:`StepBatches` through a ``torch.utils.data.DataLoader`` with ``config.workers`` workers,
+    :func:`train_step`) on the model's device with the global random state as it finds it (:func:`train`
+    seeds it first), shows a progress bar, evaluates ``data.subset`` every ``eval_every`` steps and stops
+    at ``time_limit``.
+
+    Args:
+        resume_state: what ``save_state`` was given (``last.pt``): the optimiser, scheduler, scaler, step,
+            random states and the rows so far; training continues from there as if never interrupted.
+        save_state: ``save_state(state_dict)`` is called every ``config.save_every`` steps and at the end
+            (``None``: nothing is saved).
+        rank, world: this process's rank and the number of processes (DistributedDataParallel): the rank
+            trains on its share of each batch; the logged losses are the mean over the ranks.
 
     Returns:
         ``(model, log)``: the same model, trained, and ``steps`` (one dict per step: ``step``, ``loss``,
         ``lr``, ``time`` and ``cpu`` seconds since the start, the five :data:`LOSS_NAMES`), ``steps_done``,
         ``stopped_early``, ``train_wall_s``, ``train_cpu_s``, ``periodic_eval`` and ``periodic_eval_s``.
     """
+    if config.batch_size % world:
+        raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of the number of processes ({world})")
+    device = next(model.parameters()).device
     optimizer, schedule = build_optimizer(model, config)
-    bar = _progress_bar(config.steps) if config.progress else None
-    clock, rows, periodic, stopped_early = _Clock(), [], [], False
+    use_scaler = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    rows: list[dict[str, Any]] = []
+    periodic: list[dict[str, Any]] = []
+    start = 0
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        schedule.load_state_dict(resume_state["scheduler"])
+        if scaler is not None and resume_state.get("scaler"):
+            scaler.load_state_dict(resume_state["scaler"])
+        rows, periodic = list(resume_state["rows"]), list(resume_state["periodic"])
+        start = int(resume_state["step"])
+        _set_rng_state(resume_state["rng"])
+    log_every = config.log_every or (1 if device.type == "cpu" else 20)
+    show = config.progress and rank == 0
+    bar = _progress_bar(config.steps) if show else None
+    if bar is not None and start:
+        bar.update(start)
+    clock = _Clock((rows[-1]["time"], rows[-1]["cpu"]) if rows else (0.0, 0.0))
+    stopped_early = False
+    pending: list[tuple[int, float, Tensor, float, float]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        values = torch.stack([p[2] for p in pending])  # [n, 6]: one host round trip for n steps
+        if world > 1:
+            torch.distributed.all_reduce(values)
+            values /= world
+        values = values.tolist()
+        for (step, lr, _, wall, cpu), v in zip(pending, values):
+            if not all(math.isfinite(x) for x in v):
+                raise FloatingPointError(f"the loss became {v[0]} at step {step}: lower --lr or raise "
+                                         f"--warmup-steps (--lr {config.lr})")
+            rows.append({"step": step, "loss": round(v[0], 5), "lr": float(f"{lr:.6g}"),
+                         "time": round(wall, 3), "cpu": round(cpu, 3),
+                         **{name: round(x, 5) for name, x in zip(LOSS_NAMES, v[1:])}})
+            _show_progress(bar, rows)
+        pending.clear()
+
+    def snapshot(step: int) -> dict[str, Any]:
+        return {"model": {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()},
+                "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else {}, "step": step, "rng": _rng_state(),
+                "rows": list(rows), "periodic": list(periodic)}
+
+    loader = torch.utils.data.DataLoader(
+        _StepItems(data.train), batch_sampler=StepBatches(config, len(data.train), start, rank, world),
+        num_workers=config.workers, collate_fn=_as_list, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed))  # its own generator: the global RNG is untouched
     model.train()
-    for step, indices in enumerate(batch_indices(config, len(data.train))):
+    step = start
+    for step, batch in enumerate(loader, start=start):
         try:
-            losses, lr = train_step(model, optimizer, schedule, [data.train[i] for i in indices], config.grad_clip)
+            losses, lr = train_step(model, optimizer, schedule, batch, config.grad_clip,
+                                    check_finite=log_every == 1 and world == 1, amp=config.amp, scaler=scaler)
         except FloatingPointError as exc:
             raise FloatingPointError(f"{exc} (step {step}, --lr {config.lr})") from None
         wall, cpu = clock.elapsed()
-        rows.append({"step": step, "loss": round(losses["loss"], 5), "lr": float(f"{lr:.6g}"),
-                     "time": round(wall, 3), "cpu": round(cpu, 3),
-                     **{name: round(losses[name], 5) for name in LOSS_NAMES}})
-        _show_progress(bar, rows)
+        pending.append((step, lr, losses, wall, cpu))
+        if (step + 1) % log_every == 0:
+            flush()
         if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps and data.subset:
+            flush()
+            if rank == 0:
+                with clock.pause():
+                    periodic.append(_evaluate_subset(_unwrap(model), data, step + 1, bar))
+        if save_state is not None and config.save_every and (step + 1) % config.save_every == 0 \
+                and step + 1 < config.steps:
+            flush()
             with clock.pause():
-                periodic.append(_evaluate_subset(model, data, step + 1, bar))
-        if config.time_limit is not None and time.perf_counter() - clock.wall0 > config.time_limit:
-            stopped_early = True
-            break
+                save_state(snapshot(step + 1))
+        if config.time_limit is not None:
+            over = time.perf_counter() - clock.wall0 > config.time_limit
+            if world > 1:  # every rank stops at the same step (rank 0's clock decides), or the collectives hang
+                flag = torch.tensor([float(over)], device=device)
+                torch.distributed.broadcast(flag, src=0)
+                over = bool(flag.item())
+            if over:
+                stopped_early = True
+                break
+    flush()
     if bar is not None:
         bar.close()
     wall, cpu = clock.elapsed()
+    if save_state is not None:
+        save_state(snapshot(len(rows)))
     return model, {"steps_done": len(rows), "stopped_early": stopped_early, "train_wall_s": round(wall, 2),
                    "train_cpu_s": round(cpu, 2), "periodic_eval": periodic,
                    "periodic_eval_s": round(clock.paused_wall, 2), "steps": rows}
@@ -438,21 +686,32 @@ def _evaluate_subset(model: nn.Module, data: TrainData, steps_done: int, bar: An
             "segm_AP50": round(m["segm"]["AP50"], 4)}
 
 
-def evaluate_run(model: nn.Module, data: TrainData, progress: bool = False) -> dict[str, Any]:
-    """COCOeval (``segm`` and ``bbox``) of ``model`` on ``data.val`` and on ``data.subset``.
+def evaluate_run(model: nn.Module, data: TrainData, progress: bool = False,
+                 batch_size: int | None = None) -> dict[str, Any]:
+    """COCOeval (``segm`` and ``bbox``) of ``model`` on ``data.val`` and on ``data.subset``, streamed
+    (:func:`helpers.evaluate.stream_results`: memory holds one batch of masks, whatever the number of images).
+
+    Args:
+        batch_size: images per forward pass (``None``: 16 for the shapes, 1 for COCO data).
 
     Returns:
-        ``metrics``, ``metrics_subset`` (``None`` without a subset) and ``eval_wall_s``.
+        ``metrics``, ``per_class`` (``{iou_type: {class: AP}}``), ``metrics_subset`` (``None`` without a
+        subset) and ``eval_wall_s``.
     """
     start = time.perf_counter()
     device = next(model.parameters()).device
-    outputs = predict(model, data.val, batch_size=16, device=device, progress=progress)
-    metrics = evaluate(model, data.val, data.val_coco, data.label_to_category, outputs=outputs)
+    if batch_size is None:
+        batch_size = 16 if data.label_to_category is None else 1
+    results = stream_results(model, data.val, data.label_to_category, batch_size=batch_size, device=device,
+                             progress=progress)
+    metrics, per_class = coco_evaluate_per_class(data.val_coco, results)
     subset = None
     if data.subset:
-        subset = evaluate(model, data.subset, data.subset_coco, data.label_to_category,
-                          outputs=outputs[:len(data.subset)])
-    return {"metrics": metrics, "metrics_subset": subset, "eval_wall_s": round(time.perf_counter() - start, 2)}
+        ids = {int(t["image_id"]) for _, t in data.subset}
+        subset = coco_evaluate(data.subset_coco, {k: [r for r in v if int(r["image_id"]) in ids]
+                                                  for k, v in results.items()})
+    return {"metrics": metrics, "per_class": per_class, "metrics_subset": subset,
+            "eval_wall_s": round(time.perf_counter() - start, 2)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -482,58 +741,298 @@ def _model_config(model_config: ShapesModelConfig | Mapping[str, Any] | None) ->
     raise TypeError(f"model_config must be a ShapesModelConfig, a dict or None, got {type(model_config).__name__}")
 
 
-def train(train_config: TrainConfig | None = None, model_config: ShapesModelConfig | Mapping[str, Any] | None = None,
-          command: str | None = None, write: bool = True, impl: str = "torchvision") -> dict[str, Any]:
-    """Train from scratch, save the checkpoint, evaluate, write the log; return the log dict.
+def scaled_anchor_sizes(image_size: int, sizes: Sequence[int] = (12, 24, 48, 96), reference: int = 128) -> list[int]:
+    """Anchor sizes that follow the image size: ``sizes`` (the shapes model's, tuned for 128-pixel images)
+    times ``image_size / reference``, rounded; at ``image_size = 128`` exactly ``sizes``."""
+    check_int(image_size, "image_size", minimum=1)
+    return [max(1, round(s * image_size / reference)) for s in sizes]
 
-    Seeds ``torch``/``numpy``/``random``, sets the threads and the device, then :func:`build_data`,
+
+def box_size_stats(coco: Mapping[str, Any], image_size: int) -> dict[str, Any]:
+    """Sizes (``sqrt(w * h)``, in pixels after the model's resize to at most ``image_size`` a side) of the
+    non-crowd boxes of a COCO dict: ``count`` and the 5th, 50th and 95th percentiles, min and max."""
+    sides = {int(im["id"]): max(int(im["height"]), int(im["width"])) for im in coco["images"]}
+    sizes = [math.sqrt(max(a["bbox"][2], 0) * max(a["bbox"][3], 0)) * image_size / sides[int(a["image_id"])]
+             for a in coco["annotations"] if not a.get("iscrowd", 0)]
+    if not sizes:
+        return {"count": 0}
+    q = np.percentile(sizes, [5, 50, 95])
+    return {"count": len(sizes), "min": round(min(sizes), 1), "p5": round(float(q[0]), 1),
+            "median": round(float(q[1]), 1), "p95": round(float(q[2]), 1), "max": round(max(sizes), 1)}
+
+
+def default_run_name(config: TrainConfig) -> str:
+    """``<data>-<UTC time>``: ``shapes-20260130-142501``, or the COCO images folder's parent's name."""
+    if config.coco_images is None:
+        data = "shapes"
+    else:
+        folder = Path(config.coco_images).resolve()
+        data = (folder.parent.name if folder.name in ("images", "train", "img", "imgs") else folder.name) or "coco"
+    return f"{data}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+@dataclass
+class RunPaths:
+    """Where a run writes: its folder and the files in it (``checkpoint``/``log`` may be elsewhere when given)."""
+
+    folder: Path
+    checkpoint: Path
+    log: Path
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.json"
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.folder / "evaluation.json"
+
+
+def run_paths(config: TrainConfig) -> RunPaths:
+    """The run's folder (``runs_dir/name``, ``name`` filled in by :func:`train`) and its output files."""
+    folder = Path(config.runs_dir) / (config.name or default_run_name(config))
+    checkpoint = output_path(config.checkpoint, SHAPES_CHECKPOINT) if config.checkpoint else folder / "model.pt"
+    log = output_path(config.log, SHAPES_TRAIN_LOG) if config.log else folder / "log.json"
+    return RunPaths(folder, checkpoint, log)
+
+
+def check_outputs_free(paths: RunPaths, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` when the run would replace a file (or fill a non-empty run folder) and
+    ``overwrite`` is off: nothing has been written yet when it does."""
+    if overwrite:
+        return
+    taken = [p for p in (paths.checkpoint, paths.log) if p.exists()]
+    if paths.folder.is_dir() and any(paths.folder.iterdir()):
+        taken.insert(0, paths.folder)
+    if taken:
+        raise FileExistsError(f"refusing to overwrite {', '.join(repo_relative(p) for p in taken)}: pass --overwrite "
+                              "to replace, --name for a new run folder, or --resume to continue this run")
+
+
+def _load_resume(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    path = Path(path)
+    file = path / "last.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"resume: no resume state at {file} (a run folder holds last.pt once it has "
+                                "trained save_every steps)")
+    return file, torch.load(file, map_location="cpu", weights_only=True)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _determinism(on: bool) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` and cuDNN's flags while ``on``, restored after."""
+    if not on:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+
+
+def _distributed() -> tuple[int, int, int]:
+    """``(rank, world size, local rank)`` from torchrun's environment (``(0, 1, 0)`` without it)."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def train(train_config: TrainConfig | None = None, model_config: ShapesModelConfig | Mapping[str, Any] | None = None,
+          command: str | None = None, write: bool = True, impl: str = "series") -> dict[str, Any]:
+    """Train, save the checkpoint, evaluate, write the log; return the log dict.
+
+    Checks first that no output would be overwritten (:func:`check_outputs_free`), then seeds
+    ``torch``/``numpy``/``random``, sets the threads and the device, then :func:`build_data`,
     :func:`helpers.model.build_model`, :func:`fit`, :func:`helpers.model.save_checkpoint`,
-    :func:`evaluate_run`.
+    :func:`evaluate_run`. The run's folder (:func:`run_paths`) gets ``config.json`` at the start, ``last.pt``
+    (the resume state) every ``save_every`` steps, then ``model.pt``, ``evaluation.json`` and ``log.json``
+    (``checkpoint``/``log`` go where the config says when it names them). Under ``torchrun`` (``WORLD_SIZE > 1``)
+    the model is wrapped in ``DistributedDataParallel`` with ``SyncBatchNorm``; rank 0 alone writes and evaluates.
 
     Args:
-        train_config: a :class:`TrainConfig` (``None``: the defaults, i.e. the shipped run).
+        train_config: a :class:`TrainConfig` (``None``: the defaults, i.e. the shipped run's recipe).
         model_config: a :class:`~helpers.model.ShapesModelConfig` or a dict of its fields (``None``:
             defaults). ``num_classes`` is set from the data (4 for the shapes).
         command: the command line to record in the log (``None``: :data:`DEFAULT_COMMAND`).
-        write: save the checkpoint and the log files (``False``: only return the log).
-        impl: which Mask R-CNN to train, as in :func:`helpers.model.build_model`: ``"torchvision"``
-            (the assembly the shipped checkpoint was trained with) or ``"series"`` (the series' own
-            model, :mod:`helpers.maskrcnn`). Both save the same checkpoint layout.
+        write: write the run's files (``False``: only return the log).
+        impl: which Mask R-CNN to train, as in :func:`helpers.model.build_model`: ``"series"`` (the
+            default: the series' own model, :mod:`helpers.maskrcnn`) or ``"torchvision"`` (torchvision's
+            assembly, the reference it is tested against). Both save the same checkpoint layout.
 
     Returns:
         The log: ``command``, ``impl``, ``train_config``, ``model_config``, ``parameters``, what :func:`fit` logs
         (``steps``, ``train_wall_s``, ``stopped_early``...), ``eval_wall_s``, ``total_wall_s``, ``threads``,
         ``device``, ``machine``, ``loadavg_start``/``loadavg_end``, ``metrics`` (``segm``/``bbox`` on the
-        whole validation set) and ``metrics_subset`` (on its first ``eval_subset`` images).
+        whole validation set), ``per_class`` and ``metrics_subset`` (on its first ``eval_subset`` images).
     """
     cfg = train_config if train_config is not None else TrainConfig()
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"train_config must be a TrainConfig or None, got {type(cfg).__name__}")
-    mcfg = _model_config(model_config)
     check_choice(impl, "impl", IMPLEMENTATIONS)
+    resume_state = None
+    if cfg.resume is not None:
+        file, resume_state = _load_resume(cfg.resume)
+        saved = dict(resume_state["train_config"])
+        saved.update(resume=str(file), progress=cfg.progress, workers=cfg.workers,
+                     runs_dir=str(file.parent.parent), name=file.parent.name)
+        cfg = TrainConfig(**saved)
+        model_config, impl, command = resume_state["model_config"], resume_state["impl"], resume_state["command"]
+    mcfg = _model_config(model_config)
     command = command or DEFAULT_COMMAND
+    rank, world, local_rank = _distributed()
+    if write and cfg.name is None:
+        cfg = replace(cfg, name=default_run_name(cfg))
+    paths = run_paths(cfg)
+    if write and resume_state is None and rank == 0:
+        check_outputs_free(paths, cfg.overwrite)
+    if cfg.init == "coco" and resume_state is None:
+        coco_weights_file()  # fails now, before anything is written, when the weights cannot be had
     clock, loadavg_start = _Clock(), _loadavg()
     torch.set_num_threads(cfg.threads)
     device = _device(cfg)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        own_group = not dist.is_initialized()
+        if own_group:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     seed_everything(cfg.seed)
     data = build_data(cfg, mcfg.image_size)
     mcfg.num_classes = len(data.classes)
     mcfg.validate()
-    model, fitted = fit(build_model(mcfg, impl=impl).to(device), data, cfg)
+    boxes = box_size_stats(data.train.coco_subset(), mcfg.image_size) if hasattr(data.train, "coco_subset") else None
+    if boxes is not None and rank == 0 and cfg.progress:
+        print(f"box sizes (sqrt(w*h), pixels after resizing to {mcfg.image_size}): {boxes}; "
+              f"anchor sizes {list(mcfg.anchor_sizes)}", file=sys.stderr)
+    if write and rank == 0:
+        paths.folder.mkdir(parents=True, exist_ok=True)
+        paths.config.write_text(json.dumps({"command": command, "impl": impl, "train_config": asdict(cfg),
+                                            "model_config": mcfg.to_dict(), "box_sizes": boxes}, indent=1) + "\n")
+    if cfg.init == "coco":
+        model = build_coco_model(len(data.classes), weights=None if resume_state is not None else "DEFAULT")
+    else:
+        model = build_model(mcfg, impl=impl)
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+    model = model.to(device)
+    trained = model
+    if world > 1:
+        trained = nn.parallel.DistributedDataParallel(
+            convert_batchnorm(model, device.type == "cuda"), device_ids=[local_rank] if device.type == "cuda" else None)
+        model = trained.module
+
+    def save_state(state: dict[str, Any]) -> None:
+        state.update(train_config=asdict(cfg), model_config=mcfg.to_dict(), impl=impl, command=command)
+        _atomic_save(state, paths.last)
+
+    with _determinism(cfg.deterministic):
+        trained, fitted = fit(trained, data, cfg, resume_state=resume_state,
+                              save_state=save_state if write and rank == 0 else None, rank=rank, world=world)
+    model = _unwrap(trained)
+    if world > 1:
+        model = _plain_batchnorm(model)
+        if own_group:
+            dist.barrier()
+            dist.destroy_process_group()
     model.eval()
+    if rank != 0:
+        return {"rank": rank, "steps": fitted["steps"], "steps_done": fitted["steps_done"]}
     if write:
         extra = {"classes": list(data.classes), "steps_done": fitted["steps_done"], "seed": cfg.seed, "impl": impl,
                  "label_to_category": {str(k): v for k, v in (data.label_to_category or {}).items()},
                  "command": command}
-        save_checkpoint(model, output_path(cfg.checkpoint, SHAPES_CHECKPOINT), extra=extra)
-    scores = evaluate_run(model, data, cfg.progress)
+        if cfg.init == "coco":
+            save_coco_model(model, paths.checkpoint, extra=extra)
+        else:
+            save_checkpoint(model, paths.checkpoint, extra=extra)
+    scores = evaluate_run(model, data, cfg.progress, cfg.eval_batch_size)
     log = {"impl": impl, **_run_log(cfg, mcfg, command, model, data, fitted, scores, loadavg_start=loadavg_start,
-                                     clock=clock)}
+                                     clock=clock), "box_sizes": boxes, "world_size": world}
     if write:
-        path = output_path(cfg.log, SHAPES_TRAIN_LOG)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(log, indent=1) + "\n")
+        paths.evaluation.write_text(json.dumps({k: scores[k] for k in ("metrics", "per_class", "metrics_subset")},
+                                               indent=1) + "\n")
+        paths.log.parent.mkdir(parents=True, exist_ok=True)
+        paths.log.write_text(json.dumps(log, indent=1) + "\n")
     return log
+
+
+class AllReduceBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the whole global batch, summed over the processes
+    with a differentiable ``all_reduce`` (``torch.distributed.nn.functional``): ``nn.SyncBatchNorm`` for the
+    CPU and gloo, which ``nn.SyncBatchNorm`` does not run on (it needs a GPU). Mean and biased variance
+    from the global sums ``sum x`` and ``sum x^2``; the running variance is updated with the unbiased one,
+    as ``nn.BatchNorm2d`` does. In eval mode it is ``nn.BatchNorm2d``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        n_local = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        stats = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), n_local])  # [2C + 1]
+        stats = all_reduce(stats)
+        c = x.shape[1]
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp(min=0)
+        with torch.no_grad():
+            if self.track_running_stats and self.running_mean is not None:
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def convert_batchnorm(module: nn.Module, cuda: bool) -> nn.Module:
+    """Every ``BatchNorm2d`` made global-batch: ``nn.SyncBatchNorm`` on CUDA, :class:`AllReduceBatchNorm2d`
+    on the CPU (parameters and running statistics carried over)."""
+    if cuda:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    out = module
+    if type(module) is nn.BatchNorm2d:
+        out = AllReduceBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                                   module.track_running_stats)
+        out.load_state_dict(module.state_dict())
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, convert_batchnorm(child, cuda))
+    return out
+
+
+def _plain_batchnorm(module: nn.Module) -> nn.Module:
+    """SyncBatchNorm / AllReduceBatchNorm2d layers back to BatchNorm2d (same parameters and statistics)."""
+    out = module
+    if isinstance(module, (nn.SyncBatchNorm, AllReduceBatchNorm2d)):
+        out = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                             module.track_running_stats).to(module.weight.device)
+        out.load_state_dict(module.state_dict())
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, _plain_batchnorm(child))
+    return out
 
 
 def _run_log(cfg: TrainConfig, mcfg: ShapesModelConfig, command: str, model: nn.Module, data: TrainData,
@@ -553,10 +1052,100 @@ def _run_log(cfg: TrainConfig, mcfg: ShapesModelConfig, command: str, model: nn.
         "eval_wall_s": scores["eval_wall_s"], "total_wall_s": round(total_wall, 2),
         "total_cpu_s": round(total_cpu, 2),
         "val_images": len(data.val), "eval_subset": len(data.subset),
-        "metrics": scores["metrics"], "metrics_subset": scores["metrics_subset"],
+        "metrics": scores["metrics"], "per_class": scores["per_class"], "metrics_subset": scores["metrics_subset"],
         "periodic_eval": fitted["periodic_eval"], "periodic_eval_s": fitted["periodic_eval_s"],
         "steps": fitted["steps"],
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# fine-tuning: torchvision's COCO Mask R-CNN with new predictors for the user's classes
+# ----------------------------------------------------------------------------------------------
+COCO_ARCH = "maskrcnn_resnet50_fpn"
+"""The architecture ``--init coco`` fine-tunes (torchvision's, with its COCO_V1 weights)."""
+
+
+def build_coco_model(num_classes: int, weights: Any = "DEFAULT", weights_backbone: Any = None,
+                     min_size: int = 800, max_size: int = 1333) -> nn.Module:
+    """torchvision's ``maskrcnn_resnet50_fpn`` with its box and mask predictors replaced for ``num_classes``.
+
+    The weights are loaded by torchvision's own code (``MaskRCNN_ResNet50_FPN_Weights``, from
+    ``torch.hub``'s cache, downloading when it can); everything but the two predictors keeps them. The
+    new predictors (``FastRCNNPredictor(1024, K)``, ``MaskRCNNPredictor(256, 256, K)``) start from
+    torch's default initialisation (the global random state: seed first).
+
+    Args:
+        num_classes: classes including the background (``len(classes)``).
+        weights: ``"DEFAULT"`` (COCO_V1), a ``MaskRCNN_ResNet50_FPN_Weights`` member, or ``None`` (random
+            weights: tests, and rebuilding a saved fine-tuned model).
+        weights_backbone: the backbone's ImageNet weights when ``weights`` is ``None`` (``None``: random).
+        min_size, max_size: torchvision's resize (800 and 1333, what the COCO weights were trained with).
+    """
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+
+    check_int(num_classes, "num_classes", minimum=2)
+    if weights == "DEFAULT":
+        weights = MaskRCNN_ResNet50_FPN_Weights.DEFAULT
+    model = maskrcnn_resnet50_fpn(weights=weights, weights_backbone=weights_backbone, min_size=min_size,
+                                  max_size=max_size)
+    box = model.roi_heads.box_predictor
+    model.roi_heads.box_predictor = FastRCNNPredictor(box.cls_score.in_features, num_classes)
+    mask = model.roi_heads.mask_predictor
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(mask.conv5_mask.in_channels,
+                                                       mask.conv5_mask.out_channels, num_classes)
+    model.coco_init = {"arch": COCO_ARCH, "num_classes": num_classes, "min_size": min_size, "max_size": max_size}
+    return model
+
+
+def coco_weights_file(timeout: float = 3.0) -> Path:
+    """The COCO weights file of ``--init coco``, in ``torch.hub``'s cache (downloaded there when possible:
+    :func:`helpers.pretrained.fetch_weights`).
+
+    Raises:
+        FileNotFoundError: not cached and not downloadable; the message names the exact path the file
+            must be put at and the address to fetch it from.
+    """
+    from helpers.pretrained import cached_weights_path, coco_weights, fetch_weights
+
+    found = fetch_weights(coco_weights(), timeout=timeout)
+    path = cached_weights_path(coco_weights())
+    if found.ok:
+        return path
+    if path.is_file():  # offline forced (MASKRCNN_SBS_OFFLINE) but the file is there: use it
+        return path
+    raise FileNotFoundError(
+        f"--init coco needs torchvision's COCO weights, which are not in torch.hub's cache and cannot be "
+        f"downloaded here ({found.detail}). Put the file {coco_weights().url} at {path} "
+        "(torch.hub's cache: $TORCH_HOME/hub/checkpoints) and run again. Nothing was written.")
+
+
+def save_coco_model(model: nn.Module, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Save a :func:`build_coco_model` model as ``{"state_dict", "config": {"arch", ...}, "extra"}``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                "config": dict(model.coco_init), "extra": dict(extra or {})}, path)
+    return path
+
+
+def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint of ``python -m helpers.train``, from scratch (:func:`helpers.model.load_checkpoint`)
+    or fine-tuned from COCO (``config["arch"] == "maskrcnn_resnet50_fpn"``); the model in eval mode."""
+    from helpers.model import load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m helpers.train`")
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(raw, dict) and isinstance(raw.get("config"), dict) and raw["config"].get("arch") == COCO_ARCH:
+        c = raw["config"]
+        model = build_coco_model(int(c["num_classes"]), weights=None, min_size=int(c["min_size"]),
+                                 max_size=int(c["max_size"]))
+        model.load_state_dict(raw["state_dict"])
+        return model.to(map_location).eval(), raw
+    return load_checkpoint(path, map_location)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -656,7 +1245,8 @@ def benchmark(steps: int = 20, threads: int = 2, checkpoint: str | Path | None =
 # ----------------------------------------------------------------------------------------------
 # command line: one option per TrainConfig field, plus the model's main knobs
 # ----------------------------------------------------------------------------------------------
-_GROUPS = {"training": "training", "evaluation": "evaluation", "outputs": "outputs",
+_GROUPS = {"training": "training", "data": "data loading and augmentation", "device": "device",
+           "evaluation": "evaluation", "outputs": "outputs (every run gets its own folder RUNS_DIR/NAME/)",
            "coco": "your own data (COCO format: an images folder + an instances JSON)"}
 
 
@@ -664,8 +1254,11 @@ def _add_field_option(group: argparse._ArgumentGroup, f: Field) -> None:
     """``--name-with-dashes`` for field ``name_with_dashes``, its type, default, choices and help."""
     kind, _ = _field_type(f)
     flag = "--" + f.name.replace("_", "-")
-    if kind is bool:  # the only bool, progress, defaults to True: the option turns it off
-        group.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_false", help=f.metadata["help"])
+    if kind is bool:  # progress defaults to True (--no-progress turns it off); the others to False
+        if f.default:
+            group.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_false", help=f.metadata["help"])
+        else:
+            group.add_argument(flag, dest=f.name, action="store_true", help=f.metadata["help"])
         return
     shown = "" if f.default is None else " (default %(default)s)"
     group.add_argument(flag, type=kind, default=f.default, choices=f.metadata.get("choices"),
@@ -702,29 +1295,38 @@ def build_parser() -> argparse.ArgumentParser:
              "and project the default run's training time")
     m = ShapesModelConfig()
     g = p.add_argument_group("model")
-    g.add_argument("--impl", choices=IMPLEMENTATIONS, default="torchvision",
+    g.add_argument("--impl", choices=IMPLEMENTATIONS, default="series",
                    help="torchvision: torchvision's MaskRCNN around the series' backbone (the shipped checkpoint's); "
                         "series: the series' own Mask R-CNN (helpers.maskrcnn), same checkpoint layout")
     g.add_argument("--pool", choices=("align", "pool"), default=m.pool, help="RoIAlign or RoIPool (box and mask)")
     g.add_argument("--feature-stride", type=_stride, default=None,
                    help="'fpn' (default: a pyramid, strides 4-32) or one stride: 4, 8, 16, 32")
     g.add_argument("--widths", type=_int_list, default=None, help="backbone stage channels, e.g. 32,64,128,256")
-    g.add_argument("--anchor-sizes", type=_int_list, default=None, help="anchor sizes in pixels, e.g. 12,24,48,96")
-    g.add_argument("--image-size", type=int, default=m.image_size, help="resize images to this side")
+    g.add_argument("--anchor-sizes", type=_int_list, default=None,
+                   help="anchor sizes in pixels, e.g. 12,24,48,96 (default: 12,24,48,96 times image-size / 128, "
+                        "i.e. the shipped sizes at 128)")
+    g.add_argument("--image-size", type=int, default=m.image_size,
+                   help="resize images so that both sides are at most this (default %(default)s; your photos "
+                        "probably want 512 or more)")
     g.add_argument("--model-json", default=None, help="more ShapesModelConfig fields as a JSON object")
     return p
 
 
 def _model_overrides(a: argparse.Namespace) -> dict[str, Any]:
-    """The ShapesModelConfig fields the model options set (a deeper or shallower pyramid gets one
-    anchor size per level, doubling from 12, unless ``--anchor-sizes`` says otherwise)."""
+    """The ShapesModelConfig fields the model options set. Without ``--anchor-sizes``, the anchors follow the
+    image size: the shapes' 12, 24, 48, 96 (one per level, doubling from 12 for a deeper or shallower
+    pyramid) times ``image_size / 128`` (:func:`scaled_anchor_sizes`; exactly the shipped sizes at 128)."""
     overrides: dict[str, Any] = {"pool": a.pool, "feature_stride": a.feature_stride, "image_size": a.image_size}
     if a.widths is not None:
         overrides["widths"] = a.widths
     if a.anchor_sizes is not None:
         overrides["anchor_sizes"] = a.anchor_sizes
-    elif a.feature_stride is None and a.widths is not None and len(a.widths) != len(ShapesModelConfig().widths):
-        overrides["anchor_sizes"] = [12 * 2 ** i for i in range(len(a.widths))]
+    else:
+        base = ShapesModelConfig().anchor_sizes
+        if a.feature_stride is None and a.widths is not None and len(a.widths) != len(ShapesModelConfig().widths):
+            base = [12 * 2 ** i for i in range(len(a.widths))]
+        if a.image_size != 128 or base != ShapesModelConfig().anchor_sizes:
+            overrides["anchor_sizes"] = scaled_anchor_sizes(a.image_size, base)
     if a.model_json:
         try:
             extra = json.loads(a.model_json)
@@ -765,16 +1367,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.benchmark:
-        rows = benchmark(a.benchmark, threads=a.threads, checkpoint=a.checkpoint, batch_size=a.batch_size)
+        rows = benchmark(a.benchmark, threads=a.threads, checkpoint=a.checkpoint or SHAPES_CHECKPOINT,
+                         batch_size=a.batch_size)
         _print_benchmark(rows)
         return {"benchmark": rows}
     cfg, mcfg = _configs(parser, a)
-    log = train(cfg, mcfg, command=" ".join([DEFAULT_COMMAND, *(shlex.quote(x) for x in argv)]), impl=a.impl)
+    try:
+        log = train(cfg, mcfg, command=" ".join([DEFAULT_COMMAND, *(shlex.quote(x) for x in argv)]), impl=a.impl)
+    except (FileExistsError, FileNotFoundError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    if "metrics" not in log:  # a rank other than 0 under torchrun
+        return log
     print(f"trained {log['steps_done']} steps in {log['train_wall_s']:.0f} s wall "
           f"({log['train_cpu_s']:.0f} s CPU, {log['threads']} threads, load {log['loadavg_start']} -> "
           f"{log['loadavg_end']}); evaluated {log['val_images']} validation images in {log['eval_wall_s']:.1f} s")
     print(format_metrics_table(log["metrics"]))
-    print(f"checkpoint: {cfg.checkpoint}\nlog: {cfg.log}")
+    print(format_per_class_table(log["per_class"]))
+    paths = run_paths(TrainConfig(**log["train_config"]))
+    print(f"run folder: {paths.folder}\ncheckpoint: {paths.checkpoint}\nlog: {paths.log}")
     return log
 
 

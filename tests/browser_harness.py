@@ -212,6 +212,7 @@ class KernelPanel:
     descriptions: dict[str, str]     # slider -> its description (the label on the page)
     steps: dict[str, list]           # slider -> [min, max, step]
     extra: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)   # dropdown -> the label of its value (others None)
 
 
 class LabNotebook:
@@ -351,10 +352,25 @@ class LabNotebook:
         return panel.locator(".widget-slider").filter(
             has=self.page.locator(".widget-label", has_text=re.compile(rf"^\s*{re.escape(name)}\s*$"))).first
 
-    def view(self, panel: Any, slider_names: list[str]) -> PanelView:
+    def control(self, panel: Any, name: str) -> Any:
+        """A checkbox or dropdown of the panel, by its description."""
+        return panel.locator(".widget-checkbox, .widget-dropdown").filter(has=self.page.locator(
+            "label", has_text=re.compile(rf"^\s*{re.escape(name)}\s*$"))).first
+
+    def control_text(self, panel: Any, name: str) -> str:
+        """What a checkbox ("True"/"False") or a dropdown (the selected option's text) shows."""
+        return self.control(panel, name).evaluate("""(el) => {
+            const box = el.querySelector('input[type=checkbox]');
+            if (box) return box.checked ? 'True' : 'False';
+            const sel = el.querySelector('select');
+            return sel.options[sel.selectedIndex].text;
+        }""").replace("\xa0", " ")   # ipywidgets 8 writes an option's spaces as no-break spaces
+
+    def view(self, panel: Any, slider_names: list[str], controls: tuple[str, ...] = ()) -> PanelView:
         # d3-format (the readout formatter) writes a Unicode minus sign
         sliders = {n: self.slider(panel, n).locator(".widget-readout").inner_text().strip().replace("\u2212", "-")
                    for n in slider_names}
+        sliders.update({n: self.control_text(panel, n) for n in controls})
         readout = {td.get_attribute("data-key"): " ".join(td.inner_text().split())
                    for td in panel.locator("td.panel-value").all()}
         data = panel.locator("img").first.evaluate("""async (img) => {
@@ -429,6 +445,7 @@ def _browser_test_probe():
                descriptions={{n: c.description for n, c in p.sliders.items()}},
                steps={{n: [getattr(c, "min", None), getattr(c, "max", None), getattr(c, "step", None)]
                        for n, c in p.sliders.items()}},
+               labels={{n: getattr(c, "label", None) for n, c in p.sliders.items()}},
                extra=({extra}))
     print(json.dumps(out, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 _browser_test_probe()
@@ -448,6 +465,62 @@ del _browser_test_probe
         self.page.keyboard.press("Control+A")
         self.page.keyboard.type(text)
         self.page.keyboard.press("Enter")
+
+    def toggle(self, panel: Any, name: str) -> None:
+        """Flip a checkbox with the keyboard (focus it, press Space), as a keyboard user does."""
+        box = self.control(panel, name).locator("input[type=checkbox]").first
+        box.focus()
+        self.page.keyboard.press("Space")
+
+    def choose(self, panel: Any, name: str, label: str) -> None:
+        """Pick the option ``label`` of a dropdown (a "type" for dropdowns: what a click on it does)."""
+        select = self.control(panel, name).locator("select").first
+        texts = [t.replace("\xa0", " ") for t in select.evaluate("(s) => Array.from(s.options).map(o => o.text)")]
+        select.select_option(index=texts.index(label))
+
+    def dropdown_key(self, panel: Any, name: str, key: str) -> None:
+        """Move a dropdown with the keyboard (focus it, press ``key``: ArrowDown is the next option)."""
+        self.control(panel, name).locator("select").first.focus()
+        self.page.keyboard.press(key)
+
+    def latency(self, panel: Any, name: str, moves: int = 50, keys: tuple[str, str] = ("ArrowRight", "ArrowLeft"),
+                timeout: float = 30.0) -> list[float]:
+        """Milliseconds from a key press on slider ``name``'s handle to the new picture displayed, ``moves`` times.
+
+        The clock is the page's own (``performance.now()``): it starts in a capturing ``keydown`` listener
+        on the document (before the slider sees the key) and stops in the first animation frame after the
+        ``<img>``'s new ``src`` has been decoded (``img.decode()``), i.e. when the browser paints it. The
+        keys alternate (``ArrowRight``, ``ArrowLeft``...) so the value stays in range; each move waits for
+        its picture, then 150 ms for the kernel to settle, before the next key.
+        """
+        img = panel.locator("img").first
+        img.evaluate("""(img) => {
+            const lat = window.__panelLatency = {t0: null, samples: []};
+            if (!window.__panelLatencyKey) {
+                window.__panelLatencyKey = true;
+                document.addEventListener('keydown', () => { window.__panelLatency.t0 = performance.now(); }, true);
+            }
+            if (img.__latencyObserver) img.__latencyObserver.disconnect();
+            img.__latencyObserver = new MutationObserver(() => {
+                const t0 = window.__panelLatency.t0;
+                if (t0 === null) return;
+                window.__panelLatency.t0 = null;
+                img.decode().catch(() => null).then(() => requestAnimationFrame(() => {
+                    window.__panelLatency.samples.push(performance.now() - t0);
+                }));
+            });
+            img.__latencyObserver.observe(img, {attributes: true, attributeFilter: ['src']});
+        }""")
+        handle = self.slider(panel, name).locator(".noUi-handle").first
+        handle.focus()
+        for k in range(moves):
+            self.page.keyboard.press(keys[k % 2])
+            self.wait_js("(n) => window.__panelLatency.samples.length >= n", k + 1, timeout,
+                         f"the picture after latency move {k + 1} on {name}")
+            time.sleep(0.15)
+        samples = self.js("() => window.__panelLatency.samples")
+        img.evaluate("(img) => img.__latencyObserver.disconnect()")
+        return [float(v) for v in samples]
 
     def wait_new_image(self, panel: Any, old_src: str, timeout: float = 30.0) -> None:
         img = panel.locator("img").first

@@ -33,8 +33,9 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # `helpers` without installing (after PYTHONPATH, so ipywidgets 7 wins)
 
 
-REQUIRED_PANELS = ("BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel")
-"""The panels of notebooks 01-03; every other panel in helpers.widgets is checked as well."""
+REQUIRED_PANELS = ("BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "AnchorMatchPanel", "DetectionPanel",
+                   "MaskRoIPanel")
+"""The panels of notebooks 01-03 and 05-07; every other panel in helpers.widgets is checked as well."""
 
 
 def panel_factories() -> dict[str, Callable[[], Any]]:

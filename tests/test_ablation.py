@@ -23,6 +23,7 @@ from helpers.ablation import (ABLATION_MODEL, DEFAULT_CHECKPOINTS, DEFAULT_OUT, 
                               coordinate_map, format_summary, load_half_checkpoint, roipool_cells, roipool_extent,
                               run_ablation, summarise)
 from helpers.evaluate import evaluate
+from helpers.maskrcnn import SeriesMaskRCNN
 from helpers.model import build_model, save_checkpoint
 from helpers.project import ABLATION_CHECKPOINTS, ABLATION_RESULTS, ROOT
 from helpers.shapes import ShapesDataset
@@ -51,7 +52,7 @@ def test_script_writes_valid_json(tiny, capsys):
     runs = data["runs"]
     assert [(r["feature_stride"], r["op"], r["seed"]) for r in runs] == [(16, "align", 0), (16, "pool", 0)]
     for r in runs:
-        assert r["steps"] == 3 and r["wall_s"] > 0 and r["train_wall_s"] > 0
+        assert r["steps"] == 3 and r["wall_s"] > 0 and r["train_wall_s"] > 0 and r["impl"] == "series"
         for kind in ("mask", "box"):
             assert set(r[kind]) == set(METRICS)
             assert all(v == -1 or 0 <= v <= 1 for v in r[kind].values())
@@ -66,7 +67,7 @@ def test_checkpoints_reload_to_the_stored_ap(tiny):
     for r in results["runs"]:
         model, ck = load_half_checkpoint(r["checkpoint"])
         assert ck["extra"]["op"] == r["op"] and ck["config"]["pool"] == r["op"]
-        assert model.roi_heads.mask_roi_pool.op_name == r["op"]
+        assert isinstance(model, SeriesMaskRCNN) and model.shapes_config.pool == r["op"]
         assert all(v.dtype == torch.float16 for v in ck["state_dict"].values() if v.is_floating_point())
         subset = ShapesDataset(2, seed=1_000_000)
         assert evaluate(model, subset)["segm"]["AP"] == pytest.approx(r["checkpoint_subset_mask_AP"], abs=1e-4)
@@ -288,8 +289,35 @@ def test_mask_iou_against_pycocotools(random_model):
     assert mask_iou(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)).tolist() == [0.0]
 
 
+def test_roipool_runs_through_the_series_roi_pool(random_model):
+    """The RoIPool variant of the series' model pools with helpers.roi.roi_pool (called once per branch),
+    never with torchvision's ops."""
+    import cProfile
+    import pstats
+
+    import helpers.roi
+
+    torch.manual_seed(0)
+    model = build_model({**ABLATION_MODEL, "feature_stride": 16, "pool": "pool"})
+    assert isinstance(model, SeriesMaskRCNN)
+    images, targets = zip(*[ShapesDataset(2, seed=8)[i] for i in range(2)])
+    profiler = cProfile.Profile()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as ops:
+        profiler.enable()
+        sum(model(list(images), list(targets)).values()).backward()
+        profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    calls = {(path, name): row[1] for (path, _, name), row in stats.items()}
+    assert calls.get((helpers.roi.__file__, "roi_pool"), 0) == 2  # the box branch and the mask branch
+    assert not [p for p, _ in calls if "torchvision" in p]
+    assert not [e.name for e in ops.events() if e.name.startswith("torchvision::")]
+
+
 def test_mask_branch_errors(random_model):
     image = torch.rand(3, 32, 32)
+    with pytest.raises(TypeError, match="model must be a helpers.maskrcnn.SeriesMaskRCNN"):
+        ablation.masks_for_boxes(build_model(ABLATION_MODEL, impl="torchvision"), [image], [torch.zeros(0, 4)],
+                                 [torch.zeros(0)])
     with pytest.raises(TypeError, match="lists of the same length"):
         ablation.masks_for_boxes(random_model, image, [torch.zeros(1, 4)], [torch.zeros(1)])
     with pytest.raises(ValueError, match=r"images\[0\] must be Tensor\[3, H, W\]"):

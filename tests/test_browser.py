@@ -31,9 +31,12 @@ cannot start the tests fail and say so. Skip them with ``-m "not browser"``.
 from __future__ import annotations
 
 import html
+import json
 import math
+import os
 import re
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,13 +131,21 @@ def test_chromium_starts(browser: Browser) -> None:
 class Step:
     label: str
     slider: str
-    how: str                 # "ArrowRight" / "PageUp" (keyboard on the handle) or "type"
-    text: str = ""           # what to type into the readout
+    how: str                 # "ArrowRight" / "PageUp" (keyboard on the handle), "type", "toggle" (Space on a
+                             # checkbox), "select" (a dropdown's option, by its text) or "ArrowDown" (a dropdown's key)
+    text: str = ""           # what to type into the readout, or the option to select
     changes: tuple[str, ...] = ()   # readout keys whose text must change with this step
     message: bool = False    # the step makes the RoI empty: a message instead of numbers
 
 
-def expected_value(how: str, text: str, old: float, lo: float, hi: float, step: float) -> float:
+def expected_value(how: str, text: str, old: Any, lo: Any, hi: Any, step: Any, options: list | None = None) -> Any:
+    if how == "toggle":
+        return not old
+    if how in ("select", "ArrowDown"):
+        labels = [str(o[0]) for o in options]
+        index = labels.index(text) if how == "select" else min(labels.index(next(
+            str(o[0]) for o in options if o[1] == old)) + 1, len(labels) - 1)
+        return options[index][1]
     if how == "ArrowRight":
         return min(old + step, hi)
     if how == "PageUp":
@@ -162,7 +173,7 @@ def check_consistent(nb: LabNotebook, view: PanelView, k: KernelPanel, where: st
     assert view.readout == parse_table(k.readout_html), f"{where}: the page's readout differs from the kernel's"
     for name, text in view.sliders.items():
         value, fmt = k.values[name], k.formats[name]
-        shown = format(value, fmt) if fmt else str(value)
+        shown = k.labels.get(name) or (format(value, fmt) if fmt else str(value))
         assert text == shown, f"{where}: slider {name} shows {text!r}, the kernel holds {value!r}"
     assert nb.error_outputs() == [], f"{where}: error output in the page: {nb.error_outputs()}"
     if k.message is None:
@@ -173,8 +184,16 @@ def check_consistent(nb: LabNotebook, view: PanelView, k: KernelPanel, where: st
 
 def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, sliders: list[str],
           steps: list[Step], reference: Callable[[dict, KernelPanel, str], None], extra: str,
-          cls: str) -> list[str]:
-    """Open notebook ``prefix``, run it, then take ``steps`` on the panel; returns a log of what changed."""
+          cls: str, controls: tuple[str, ...] = (), latency: str | None = None,
+          run_timeout: float = 100.0) -> list[str]:
+    """Open notebook ``prefix``, run it, then take ``steps`` on the panel; returns a log of what changed.
+
+    ``controls``: the labels of the panel's checkboxes and dropdowns (``sliders``: its sliders).
+    ``latency``: a slider label; after the steps, :data:`LATENCY_MOVES` key presses on it are timed from
+    the key to the new picture on screen (:meth:`LabNotebook.latency`), written to
+    ``test-artifacts/browser/latency-<notebook>.json``. Not asserted (a timed test on a shared 2-core CI machine
+    measures the machine): ``benchmarks/bench_sliders.py --browser`` prints them against its floor.
+    """
     name = notebook_named(prefix)
     shots = artifacts / "browser" / Path(name).stem
     shutil.rmtree(shots, ignore_errors=True)
@@ -184,7 +203,7 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
     t0 = time.monotonic()
     try:
         nb.open()
-        ran = nb.run_all()
+        ran = nb.run_all(run_timeout)
         assert nb.error_outputs() == [], f"error output after running all cells: {nb.error_outputs()}"
         panel = nb.find_panel(sliders)
         mid = nb.panel_model_id(panel)
@@ -192,11 +211,11 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
         nb.wait_idle()
         k = nb.kernel_panel(mid, extra)
         assert k.cls == cls, f"found a {k.cls}, expected a {cls}"
-        label = {n: d for n, d in k.descriptions.items() if d in sliders}  # slider name -> label on the page
-        assert sorted(label.values()) == sorted(sliders), f"slider labels {k.descriptions}"
+        label = {n: d for n, d in k.descriptions.items() if d in sliders or d in controls}  # name -> label on the page
+        assert sorted(label.values()) == sorted([*sliders, *controls]), f"slider labels {k.descriptions}"
 
         def look() -> PanelView:
-            seen = nb.view(panel, sliders)
+            seen = nb.view(panel, sliders, controls)
             seen.sliders = {n: seen.sliders[d] for n, d in label.items()}
             return seen
 
@@ -213,6 +232,12 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
             lo, hi, inc = k.steps[step.slider]
             if step.how == "type":
                 nb.type_value(panel, label[step.slider], step.text)
+            elif step.how == "toggle":
+                nb.toggle(panel, label[step.slider])
+            elif step.how == "select":
+                nb.choose(panel, label[step.slider], step.text)
+            elif step.how == "ArrowDown":
+                nb.dropdown_key(panel, label[step.slider], "ArrowDown")
             else:
                 nb.press(panel, label[step.slider], step.how)
             nb.wait_new_image(panel, view.src)
@@ -220,7 +245,7 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
             new_view = look()
             new_k = nb.kernel_panel(mid, extra)
             nb.screenshot(re.sub(r"[^a-z0-9]+", "-", step.label.lower()), panel)
-            want = expected_value(step.how, step.text, old_value, lo, hi, inc)
+            want = expected_value(step.how, step.text, old_value, lo, hi, inc, k.extra.get("options", {}).get(step.slider))
             got = new_k.values[step.slider]
             assert math.isclose(got, want, abs_tol=1e-9), f"{where}: slider {step.slider} = {got}, expected {want}"
             check_consistent(nb, new_view, new_k, where)
@@ -240,6 +265,20 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
             if new_view.clipped:
                 clipped[step.label] = new_view.clipped
             view, k = new_view, new_k
+        if latency is not None:
+            nb.wait_idle()
+            times = nb.latency(panel, latency, LATENCY_MOVES)
+            nb.screenshot("after-latency", panel)
+            assert len(times) == LATENCY_MOVES, f"{name}: {len(times)} pictures for {LATENCY_MOVES} key presses"
+            result = latency_summary(times)
+            result.update(notebook=name, panel=cls, slider=latency, moves=len(times),
+                          load_average=[round(v, 2) for v in os.getloadavg()], cpus=os.cpu_count())
+            (artifacts / "browser").mkdir(parents=True, exist_ok=True)
+            (artifacts / "browser" / f"latency-{Path(name).stem}.json").write_text(json.dumps(result, indent=1))
+            log.append(f"latency, key press -> picture on screen, {len(times)} presses on {latency}: "
+                       f"median {result['median_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, max {result['max_ms']:.0f} ms")
+            k = nb.kernel_panel(mid, extra)
+            assert k.error is None, f"{name}: panel.error after the latency moves: {k.error}"
         assert nb.error_outputs() == []
         nb.screenshot("final-page", full=True)
         parts = sorted({p for names in clipped.values() for p in names})
@@ -257,6 +296,17 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
         (shots / "steps.txt").write_text("\n".join(log) + "\n")
         print("\n".join(log))
     return log
+
+
+LATENCY_MOVES = 50
+"""Key presses timed per panel (the issue asks for a p95 over at least 50)."""
+
+def latency_summary(times: list[float]) -> dict[str, Any]:
+    """Median, p95 (nearest rank, as numpy's default linear interpolation would blur it) and max in ms."""
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return {"median_ms": float(statistics.median(ordered)), "p95_ms": float(p95), "max_ms": float(ordered[-1]),
+            "samples_ms": [round(t, 1) for t in times]}
 
 
 def close(text: str, value: float, digits: int, where: str, key: str) -> None:
@@ -303,7 +353,7 @@ def test_notebook_01_sample_point(browser: Browser, lab: JupyterLab, artifacts: 
         Step("type y -0.75", "y", "type", "-0.75", changes=("y", "y_low", "interpolated")),
     ]
     drive(browser, lab, artifacts, "01", ["x", "y"], steps, bilinear_reference,
-          'dict(feature=p.feature.tolist())', "BilinearPanel")
+          'dict(feature=p.feature.tolist())', "BilinearPanel", latency="x")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,6 +367,10 @@ def roi_align_reference(readout: dict, k: KernelPanel, where: str) -> None:
     box = torch.tensor([[0.0, v["x1"], v["y1"], v["x2"], v["y2"]]], dtype=torch.float64)
     out = torchvision.ops.roi_align(feature[None, None], box, p, 1.0, sr if sr > 0 else -1, aligned)[0, 0]
     rows_match(readout, "", out, where)
+    inverted = v["x2"] <= v["x1"] or v["y2"] <= v["y1"]
+    assert ("note" in readout) == inverted, f"{where}: an inverted box must be explained, only that one"
+    if inverted:
+        assert "torchvision" in readout["note"], f"{where}: note {readout['note']!r}"
     for key in ("x1", "y1", "x2", "y2"):
         close(readout[key], v[key], 4, where, key)
     offset = 0.5 if aligned else 0.0
@@ -331,11 +385,14 @@ def test_notebook_02_roi_sliders(browser: Browser, lab: JupyterLab, artifacts: P
         Step("type x2 4.5", "x2", "type", "4.5", changes=("x2", "bin width")),
         Step("output size ArrowRight", "output_size", "ArrowRight", changes=("bin width", "row 2")),
         Step("type sampling ratio 0", "sampling_ratio", "type", "0", changes=("samples per bin",)),
-        Step("type x1 5 (empty RoI)", "x1", "type", "5", message=True),
-        Step("type x1 1.5", "x1", "type", "1.5", changes=("x1", "bin width")),
+        Step("type x1 5 (inverted: torchvision's answer)", "x1", "type", "5", changes=("x1", "note")),
+        Step("toggle aligned", "aligned", "toggle", changes=("note",)),
+        Step("type x2 1.5 (torchvision fails: a message)", "x2", "type", "1.5", message=True),
+        Step("type x1 0.5", "x1", "type", "0.5", changes=("x1", "bin width")),
     ]
     drive(browser, lab, artifacts, "02", ["x1", "y1", "x2", "y2", "output size", "sampling ratio"], steps,
-          roi_align_reference, 'dict(feature=p.feature.tolist())', "RoIAlignPanel")
+          roi_align_reference, 'dict(feature=p.feature.tolist())', "RoIAlignPanel", controls=("aligned",),
+          latency="x1")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,4 +424,108 @@ def test_notebook_03_sliding_roi(browser: Browser, lab: JupyterLab, artifacts: P
     ]
     drive(browser, lab, artifacts, "03", ["x1", "y1", "x2", "y2", "shift"], steps, pool_vs_align_reference,
           'dict(feature=p.feature.tolist(), output_size=p.output_size, sampling_ratio=p.sampling_ratio)',
-          "RoIPoolVsAlignPanel")
+          "RoIPoolVsAlignPanel", latency="shift")
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 05: the anchor-matching thresholds
+# ---------------------------------------------------------------------------------------------
+def anchor_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """The counts recomputed here with torchvision's Matcher on the IoU matrix of the kernel's anchors
+    (torchvision.ops.box_iou), for the sliders' thresholds."""
+    from torchvision.models.detection._utils import Matcher
+
+    v = k.values
+    gt = torch.tensor(k.extra["gt"], dtype=torch.float32)
+    anchors = torch.tensor(k.extra["anchors"], dtype=torch.float32)
+    matches = Matcher(v["fg"], v["bg"], allow_low_quality_matches=bool(v["low_quality"]))(
+        torchvision.ops.box_iou(gt, anchors))
+    assert readout["positives"] == str(int((matches >= 0).sum())), f"{where}: positives"
+    assert readout["ignored"] == str(int((matches == -2).sum())), f"{where}: ignored"
+    assert readout["negatives"] == str(int((matches == -1).sum())), f"{where}: negatives"
+
+
+@pytest.mark.timeout(900)
+def test_notebook_05_anchor_thresholds(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("fg ArrowRight", "fg", "ArrowRight", changes=("positives",)),
+        Step("type bg 0.1", "bg", "type", "0.1", changes=("ignored", "negatives")),
+        Step("type bg 0.9 (bg > fg: a message)", "bg", "type", "0.9", message=True),
+        Step("type bg 0.3", "bg", "type", "0.3", changes=("ignored",)),
+    ]
+    drive(browser, lab, artifacts, "05", ["fg IoU >=", "bg IoU <"], steps, anchor_reference,
+          'dict(gt=p.gt_boxes.tolist(), anchors=p.anchors.tolist())', "AnchorMatchPanel", controls=("low-quality",),
+          latency="fg IoU >=", run_timeout=500)
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 06: the trained box head, score threshold and per-class NMS
+# ---------------------------------------------------------------------------------------------
+def detection_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """The survivors recomputed here with torchvision.ops.batched_nms on the kernel's candidates."""
+    v = k.values
+    boxes = torch.tensor(k.extra["boxes"], dtype=torch.float32)
+    scores = torch.tensor(k.extra["scores"], dtype=torch.float32)
+    labels = torch.tensor(k.extra["labels"], dtype=torch.int64)
+    above = torch.where(scores > v["score_thresh"])[0]
+    kept = above[torchvision.ops.batched_nms(boxes[above], scores[above], labels[above], v["nms_thresh"])[:30]]
+    assert readout["candidates"] == str(len(scores)), f"{where}: candidates"
+    assert readout["above score"] == str(len(above)), f"{where}: above score"
+    assert readout["kept"] == str(len(kept)), f"{where}: kept {readout['kept']}, torchvision {len(kept)}"
+    assert readout["removed by NMS or the cap"] == str(len(above) - len(kept)), f"{where}: removed"
+    names = k.extra["names"]
+    for t, i in enumerate(kept[:10].tolist()):
+        b = [round(float(c), 1) for c in boxes[i]]
+        want = f"{names[int(labels[i])]} {float(scores[i]):.3f} {b}"
+        assert readout[f"#{t}"] == " ".join(want.split()), f"{where}: #{t} shows {readout[f'#{t}']}, torchvision {want}"
+
+
+@pytest.mark.timeout(900)
+def test_notebook_06_detections(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("score PageUp", "score_thresh", "PageUp", changes=("above score", "kept")),
+        Step("type score 0.5", "score_thresh", "type", "0.5", changes=("above score",)),
+        Step("NMS ArrowRight", "nms_thresh", "ArrowRight"),
+        Step("type NMS 0.95", "nms_thresh", "type", "0.95", changes=("kept",)),
+        Step("select validation image 0", "image", "select", "validation image 0", changes=("#0",)),
+        Step("select validation image 46", "image", "select", "validation image 46", changes=("#0",)),
+    ]
+    drive(browser, lab, artifacts, "06", ["score >", "NMS IoU >"], steps, detection_reference,
+          'dict(boxes=p.candidates[p.index][0].tolist(), scores=p.candidates[p.index][1].tolist(), '
+          'labels=p.candidates[p.index][2].tolist(), names=list(p.class_names), '
+          'options={"image": [list(o) for o in p.sliders["image"].options]})',
+          "DetectionPanel", controls=("image",), latency="NMS IoU >", run_timeout=500)
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 07: one proposal's mask target and the trained mask head's prediction
+# ---------------------------------------------------------------------------------------------
+def mask_roi_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """The matched object (torchvision.ops.box_iou) and the 28 x 28 target (torchvision.ops.roi_align of
+    its mask, adaptive sampling, aligned as the toggle says), recomputed here."""
+    v = k.values
+    box = torch.tensor([[v["x1"], v["y1"], v["x2"], v["y2"]]], dtype=torch.float32)
+    iou = torchvision.ops.box_iou(box, torch.tensor(k.extra["gt"], dtype=torch.float32))[0]
+    g = int(iou.argmax())
+    assert readout["matched object"].startswith(f"{g} "), f"{where}: matched {readout['matched object']}, expected {g}"
+    close(readout["box IoU"], float(iou[g]), 4, where, "box IoU")
+    mask = torch.tensor(k.extra["masks"][g], dtype=torch.float32)[None, None]
+    target = torchvision.ops.roi_align(mask, [box], 28, 1.0, -1, bool(v["aligned"]))[0, 0]
+    assert readout["target cells > 0.5"] == str(int((target > 0.5).sum())), f"{where}: target cells"
+    close(readout["target sum"], float(target.sum()), 2, where, "target sum")
+    assert readout["aligned"] == str(bool(v["aligned"])), f"{where}: aligned"
+
+
+@pytest.mark.timeout(900)
+def test_notebook_07_mask_roi(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("x1 ArrowRight", "x1", "ArrowRight", changes=("x1", "target sum")),
+        Step("y2 PageUp", "y2", "PageUp", changes=("y2", "target sum")),
+        Step("type x2 70", "x2", "type", "70", changes=("x2", "box IoU")),
+        Step("toggle aligned", "aligned", "toggle", changes=("aligned", "target sum")),
+        Step("type x1 100 (inverted: a message)", "x1", "type", "100", message=True),
+        Step("type x1 50", "x1", "type", "50", changes=("x1",)),
+    ]
+    drive(browser, lab, artifacts, "07", ["x1", "y1", "x2", "y2"], steps, mask_roi_reference,
+          'dict(gt=p.gt_boxes.tolist(), masks=p.gt_masks.tolist())', "MaskRoIPanel",
+          controls=("aligned (target)",), latency="x1", run_timeout=500)

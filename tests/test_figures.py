@@ -62,9 +62,13 @@ MPL = dict(baseline_dir="baseline", tolerance=TOLERANCE, style="default", savefi
 # figure id -> (notebook prefix, substrings that together identify the first code cell drawing it)
 FIGURES = {
     "grid_01": ("01", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
+    "areas_01": ("01", ("viz.draw_opposite_areas(",)),
     "grid_02": ("02", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
     "staircase_03": ("03", ("viz.draw_shift_curves(",)),
     "iou_03": ("03", ("viz.draw_iou_plot(",)),
+    "recall_05": ("05", ("draw_recall_curves(",)),
+    "refine_06": ("06", ("draw_box_refinement(",)),
+    "mask_errors_07": ("07", ("draw_mask_errors(",)),
 }
 
 
@@ -216,6 +220,7 @@ def test_grid_with_bins_and_sample_points_01() -> Figure:
     fig, _ = figure_of("grid_01")
     ax = only(fig.axes, "axes")
     check_grid_axes(ax, WORKED_FEATURE, WORKED_BOX, 2, 1)
+    assert ax.get_ylim() == (3.5, -0.5)  # y points down (moved here from the notebook, as plumbing)
     dots = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 4]
     assert np.allclose(dots[-1].get_offsets(), [[1.6, 1.15], [2.4, 1.15], [1.6, 1.85], [2.4, 1.85]])
     # the values at those points, as the text states them, from an independent reference
@@ -335,6 +340,135 @@ def test_misalignment_iou_plot_03() -> Figure:
 
 
 # ---------------------------------------------------------------------------------------------
+# the trained model, notebooks 05-07 (recomputed with torchvision's own modules and pycocotools)
+# ---------------------------------------------------------------------------------------------
+def trained_model() -> Any:
+    from helpers.model import load_checkpoint
+    from helpers.project import SHAPES_CHECKPOINT
+
+    return load_checkpoint(SHAPES_CHECKPOINT)[0]
+
+
+VAL_SEED = 1_000_000  # notebook 09's validation images
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_proposal_recall_05() -> Figure:
+    """Notebook 05: proposal recall before and after NMS over validation images 0..24, recomputed with
+    torchvision's RegionProposalNetwork (NMS off: its nms_thresh set to 1.0) and torchvision's box_iou."""
+    import copy
+
+    from helpers.shapes import ShapesDataset
+
+    fig, ns = figure_of("recall_05")
+    ax = only(fig.axes, "axes")
+    lines = {line.get_label().split(";")[0]: line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert set(lines) == {"before NMS", "after NMS"}, list(lines)
+    thresholds = np.round(np.arange(0.5, 0.951, 0.05), 2)
+    model = trained_model()
+    no_nms = copy.deepcopy(model.rpn)
+    no_nms.nms_thresh = 1.0
+    no_nms._post_nms_top_n = {"training": 10**6, "testing": 10**6}
+    val = ShapesDataset(200, seed=VAL_SEED)
+    best: dict[str, list[torch.Tensor]] = {"before NMS": [], "after NMS": []}
+    with torch.no_grad():
+        for i in range(ns["N_RECALL"]):
+            image, target = val[i]
+            images = model.transform([image])[0]
+            features = model.backbone(images.tensors)
+            for name, rpn in (("before NMS", no_nms), ("after NMS", model.rpn)):
+                boxes = rpn(images, features)[0][0]
+                best[name].append(torchvision.ops.box_iou(target["boxes"], boxes).max(dim=1).values)
+    assert ns["N_RECALL"] == 25
+    for name, line in lines.items():
+        b = torch.cat(best[name])
+        want = [(b >= t).double().mean().item() for t in thresholds]
+        assert np.allclose(line.get_xdata(), thresholds) and np.allclose(line.get_ydata(), want, atol=1e-12), name
+        assert f"{want[0]:.2f} at 0.5; {want[4]:.2f} at 0.7" in line.get_label()
+    # what the text says: every object found at 0.5; NMS costs recall at 0.7 and more at 0.9
+    before, after = lines["before NMS"].get_ydata(), lines["after NMS"].get_ydata()
+    assert before[0] == after[0] == 1.0 and before[4] > after[4] and before[8] - after[8] > before[4] - after[4]
+    return without_text(fig)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_box_refinement_06() -> Figure:
+    """Notebook 06: the loosest proposal on each object and its refinement, decoded again with
+    torchvision's BoxCoder; the IoUs written beside them from torchvision's box_iou."""
+    from matplotlib.patches import FancyArrowPatch
+    from torchvision.models.detection._utils import BoxCoder as TVBoxCoder
+
+    fig, ns = figure_of("refine_06")
+    ax = fig.axes[0]
+    proposals, deltas, target = ns["val_proposals"], ns["val_deltas"], ns["val_target"]
+    model = trained_model()
+    with torch.no_grad():  # the proposals are the trained RPN's own
+        images = model.transform([ns["val_image"]])[0]
+        assert torch.equal(proposals, model.rpn(images, model.backbone(images.tensors))[0][0])
+    iou = torchvision.ops.box_iou(proposals, target["boxes"])
+    best, matched = iou.max(dim=1)
+    shown = [int(torch.where((best >= 0.5) & (matched == g))[0][best[(best >= 0.5) & (matched == g)].argmin()])
+             for g in range(len(target["boxes"]))]
+    assert shown == ns["shown"]
+    classes = ns["val_logits"][:, 1:].argmax(dim=1) + 1
+    refined = TVBoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(
+        deltas.view(len(proposals), -1, 4)[torch.arange(len(proposals)), classes], proposals)
+    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+    dashed = [r for r in rects if r.get_linestyle() == "--"]
+    solid = [r for r in rects if r.get_linestyle() == "-"]
+    for drawn, boxes in ((dashed, proposals[shown]), (solid, refined[shown])):
+        assert len(drawn) == len(shown)
+        for rect, (x1, y1, x2, y2) in zip(drawn, boxes.tolist()):
+            assert np.allclose([*rect.get_xy(), rect.get_width(), rect.get_height()],
+                               [x1 - 0.5, y1 - 0.5, x2 - x1, y2 - y1], atol=1e-4)
+    from helpers.viz import CLASS_COLORS
+
+    for rect, k in zip(solid, classes[shown].tolist()):
+        assert np.allclose(rect.get_edgecolor()[:3], matplotlib.colors.to_rgb(CLASS_COLORS[k]))
+    assert len([p for p in ax.patches if isinstance(p, FancyArrowPatch)]) == 2 * len(shown)
+    after = torchvision.ops.box_iou(refined[shown], target["boxes"])[torch.arange(len(shown)), matched[shown]]
+    texts = [t.get_text() for t in ax.texts]
+    for i, k in enumerate(shown):
+        assert f"{best[k]:.2f}→{after[i]:.2f}" in texts[i], (texts[i], float(best[k]), float(after[i]))
+    # what the text says: every one of the loose proposals moves closer to its object
+    assert (after > best[shown]).all()
+    return without_text(fig)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_mask_errors_07() -> Figure:
+    """Notebook 07: hit / missed / extra pixels of the trained model's final masks against the true
+    masks, recomputed from the model's own output; the IoU in each title from pycocotools."""
+    from pycocotools import mask as mask_utils
+
+    from helpers.viz import MASK_ERROR_COLORS
+
+    fig, ns = figure_of("mask_errors_07")
+    model = trained_model()
+    image, target = ns["val_image"], ns["val_target"]
+    with torch.no_grad():
+        output = model([image])[0]
+    keep = output["scores"] >= 0.5
+    masks, boxes, labels = output["masks"][keep, 0] > 0.5, output["boxes"][keep], output["labels"][keep]
+    panels = fig.axes[1:]
+    assert len(panels) == len(target["boxes"])
+    colors = {key: np.array(matplotlib.colors.to_rgb(c)) for key, c in MASK_ERROR_COLORS.items()}
+    for g, ax in enumerate(panels):
+        same = torch.where(labels == target["labels"][g])[0]
+        d = int(same[torchvision.ops.box_iou(target["boxes"][g:g + 1], boxes[same])[0].argmax()])
+        pred, truth = masks[d].numpy(), target["masks"][g].numpy().astype(bool)
+        overlay = np.asarray(ax.images[-1].get_array())
+        for key, where in (("hit", pred & truth), ("missed", truth & ~pred), ("extra", pred & ~truth)):
+            assert np.allclose(overlay[where][:, :3], colors[key]), (g, key)
+        assert (overlay[~(pred | truth)][:, 3] == 0).all()
+        rle = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in (pred, truth)]
+        iou = mask_utils.iou([rle[0]], [rle[1]], [0])[0, 0]
+        assert f"IoU {iou:.3f}" in ax.get_title(), (ax.get_title(), iou)
+        assert f"{int((truth & ~pred).sum())} missed, {int((pred & ~truth).sum())} extra" in ax.get_title()
+    return without_text(fig)
+
+
+# ---------------------------------------------------------------------------------------------
 # the picture comparison can fail
 # ---------------------------------------------------------------------------------------------
 def _rms_after_moving_a_point(dx: float) -> float:
@@ -362,3 +496,121 @@ def test_tolerance_catches_a_moved_point() -> None:
     """A sample point moved by 0.1 map pixel exceeds the tolerance; the same drawing twice is exact."""
     assert _rms_after_moving_a_point(0.0) == 0.0
     assert _rms_after_moving_a_point(0.1) > TOLERANCE
+
+
+# ---------------------------------------------------------------------------------------------
+# the tensor shapes of the whole model (notebook 08): measured, not typed in
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shipped_model_and_image() -> tuple[Any, torch.Tensor]:
+    from helpers.model import load_checkpoint
+    from helpers.project import SHAPES_CHECKPOINT
+    from helpers.shapes import ShapesDataset
+
+    model, _ = load_checkpoint(SHAPES_CHECKPOINT)
+    image, _ = ShapesDataset(200, seed=1_000_000)[46]  # the image notebook 08 follows
+    return model, image
+
+
+def direct_shapes(model: Any, image: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """The same shapes, from calling the model's modules one by one (no hooks)."""
+    with torch.no_grad():
+        images, _ = model.transform([image])
+        features = model.backbone(images.tensors)
+        proposals, _ = model.rpn(images, features)
+        heads = model.roi_heads
+        box_roi = heads.box_roi_pool(features, proposals, images.image_sizes)
+        box_features = heads.box_head(box_roi)
+        class_logits, box_deltas = heads.box_predictor(box_features)
+        detections = model([image])[0]
+        boxes = [detections["boxes"] * images.image_sizes[0][0] / image.shape[-2]]
+        mask_roi = heads.mask_roi_pool(features, boxes, images.image_sizes)
+        mask_features = heads.mask_head(mask_roi)
+        mask_logits = heads.mask_predictor(mask_features)
+    out = {"image": tuple(image.shape), "batch": tuple(images.tensors.shape)}
+    out.update({f"P{k + 2}": tuple(f.shape) for k, f in enumerate(features.values())})
+    out.update(proposals=tuple(proposals[0].shape), box_roi=tuple(box_roi.shape),
+               box_features=tuple(box_features.shape), class_logits=tuple(class_logits.shape),
+               box_deltas=tuple(box_deltas.shape), detections=tuple(detections["boxes"].shape),
+               mask_roi=tuple(mask_roi.shape), mask_features=tuple(mask_features.shape),
+               mask_logits=tuple(mask_logits.shape), masks=tuple(detections["masks"].shape))
+    return out
+
+
+def test_model_shapes_are_measured(shipped_model_and_image: tuple[Any, torch.Tensor]) -> None:
+    from helpers.viz import measure_model_shapes
+
+    model, image = shipped_model_and_image
+    shapes = measure_model_shapes(model, image)
+    assert {s.key: s.shape for s in shapes.steps} == direct_shapes(model, image)
+    # what the recap teaches: 7x7 and 14x14 RoIs, 28x28 masks, one per class, pasted at image size
+    n, k = shapes["detections"].shape[0], shapes["class_logits"].shape[1]
+    assert shapes["box_roi"].shape[2:] == (7, 7) and shapes["mask_roi"].shape[2:] == (14, 14)
+    assert shapes["mask_logits"].shape == (n, k, 28, 28) and shapes["masks"].shape == (n, 1, *image.shape[1:])
+    assert shapes["box_deltas"].shape[1] == 4 * k
+    with pytest.raises(ValueError, match="image"):
+        measure_model_shapes(model, image[0])
+    with pytest.raises(TypeError, match="model"):
+        measure_model_shapes(torch.nn.Linear(2, 2), image)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_model_shapes_figure(shipped_model_and_image: tuple[Any, torch.Tensor]) -> Figure:
+    from helpers.viz import draw_model_shapes, measure_model_shapes
+
+    model, image = shipped_model_and_image
+    shapes = measure_model_shapes(model, image)
+    artists = draw_model_shapes(shapes)
+    fig = artists.ax.figure
+    # every step is drawn once, with exactly its measured shape
+    assert set(artists.shape_texts) == set(shapes.keys())
+    for step in shapes.steps:
+        assert artists.shape_texts[step.key].get_text() == "[" + ", ".join(map(str, step.shape)) + "]"
+    # readable: text at least 8 pt, nothing cut off, no two texts overlapping
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = fig.bbox
+    extents = []
+    for text in artists.texts:
+        assert text.get_fontsize() >= 8, text.get_text()
+        bb = text.get_window_extent(renderer)
+        assert inside.x0 <= bb.x0 and bb.x1 <= inside.x1 and inside.y0 <= bb.y0 and bb.y1 <= inside.y1, text.get_text()
+        extents.append((text.get_text(), bb))
+    for i, (ta, a) in enumerate(extents):
+        for tb, b in extents[i + 1:]:
+            assert not a.overlaps(b), (ta, tb)
+    return without_text(fig)
+
+
+@pytest.mark.mpl_image_compare(**MPL)
+def test_opposite_areas_01() -> Figure:
+    """Notebook 01: the unit square cut at (dx, dy) = (0.6, 0.15); each rectangle's area is the weight of
+    the neighbour opposite it, and that weight is what torchvision's RoIAlign gives the neighbour."""
+    fig, ns = figure_of("areas_01")
+    areas = ns["areas"]
+    ax = only(fig.axes, "axes")
+    assert areas.ax is ax and ax.get_ylim()[0] > ax.get_ylim()[1]  # y down
+    feature = torch.tensor(WORKED_FEATURE)
+    corner = {"A": (1, 1), "B": (2, 1), "C": (1, 2), "D": (2, 2)}  # (x, y) of each neighbour
+    for name, rect in areas.rects.items():
+        area = rect.get_width() * rect.get_height()
+        # the rectangle lies opposite its corner: from the point to the far side of the unit square
+        cx, cy = corner[name][0] - 1, corner[name][1] - 1
+        xs = (rect.get_x(), rect.get_x() + rect.get_width())
+        ys = (rect.get_y(), rect.get_y() + rect.get_height())
+        assert np.allclose(xs, (0.6, 1.0) if cx == 0 else (0.0, 0.6)), (name, xs)
+        assert np.allclose(ys, (0.15, 1.0) if cy == 0 else (0.0, 0.15)), (name, ys)
+        # torchvision: a 1x1 roi_align with one sample at (1.6, 1.15) of a map that is 1 at the neighbour
+        one_hot = torch.zeros(4, 4, dtype=torch.float64)
+        one_hot[corner[name][1], corner[name][0]] = 1.0
+        box = torch.tensor([[0, 2.1, 1.65, 2.1, 1.65]], dtype=torch.float64)  # the point + 0.5, aligned=True
+        reference = torchvision.ops.roi_align(one_hot[None, None], box, 1, 1.0, 1, True).item()
+        assert math.isclose(area, reference, abs_tol=1e-12) and math.isclose(areas.weights[name], reference), name
+        assert f"{reference:.2g}" in areas.formulas[name].get_text() and areas.formulas[name].get_text().startswith(name)
+        value = feature[corner[name][1], corner[name][0]].item()
+        assert areas.corners[name].get_text() == f"{name} = {value:g}"
+    assert math.isclose(sum(areas.weights.values()), 1.0)
+    with pytest.raises(ValueError, match="dx"):
+        ns["viz"].draw_opposite_areas(1.2, 0.5)
+    return without_text(fig)
+

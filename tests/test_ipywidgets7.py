@@ -14,7 +14,7 @@ the panels only touch ipywidgets' public API and its comm protocol, which is the
 Two tests per ipywidgets version:
 
 - ``test_panels_under_ipywidgets``: ``tests/ipywidgets7_check.py`` in a subprocess builds each
-  panel and delivers 50 seeded slider moves as frontend comm messages; after every move the panel
+  panel and delivers 200 seeded slider moves as frontend comm messages; after every move the panel
   raised nothing, drew the sliders' values, sent the PNG of its figure and the table of its state.
 - ``test_slider_moves_through_a_real_kernel``: a real ipykernel is started (7.7 on its path or
   not), the panels are displayed in it, and this test plays the frontend: it reads the
@@ -82,11 +82,11 @@ def widgets_env(request: pytest.FixtureRequest) -> tuple[str, dict[str, str]]:
     return request.param, env
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_panels_under_ipywidgets(widgets_env: tuple[str, dict[str, str]]) -> None:
     version, env = widgets_env
-    result = subprocess.run([sys.executable, str(CHECK), "--expect", version, "--moves", "50", "--seed", "0"],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=280)
+    result = subprocess.run([sys.executable, str(CHECK), "--expect", version, "--moves", "200", "--seed", "0"],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=880)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["ipywidgets"].startswith(version), report
@@ -95,7 +95,7 @@ def test_panels_under_ipywidgets(widgets_env: tuple[str, dict[str, str]]) -> Non
     assert set(REQUIRED_PANELS) <= set(names), names
     for panel in report["panels"]:
         assert panel["problems"] == [], (panel["panel"], panel["problems"])
-        assert panel["moves"] == 50
+        assert panel["moves"] == 200
     warnings = [line for line in result.stderr.splitlines() if "Warning" in line]
     assert warnings == [], f"warnings while driving the panels: {warnings[:5]}"
 

@@ -40,7 +40,7 @@ def _batch(n_images: int = 4, seed: int = 5, empty: int | None = 1) -> tuple[lis
 def _pair(config: ShapesModelConfig | dict | None = None, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
     """torchvision's assembly with random weights, and the series' model with the same weights."""
     torch.manual_seed(seed)
-    reference = build_model(config)
+    reference = build_model(config, impl="torchvision")
     series = build_model(reference.shapes_config, impl="series")
     series.load_state_dict(reference.state_dict(), strict=True)
     return reference, series
@@ -49,7 +49,7 @@ def _pair(config: ShapesModelConfig | dict | None = None, seed: int = 0) -> tupl
 @pytest.fixture(scope="module")
 def shipped() -> tuple[torch.nn.Module, torch.nn.Module]:
     """The shipped checkpoint in both implementations."""
-    reference, _ = load_checkpoint(SHAPES_CHECKPOINT)
+    reference, _ = load_checkpoint(SHAPES_CHECKPOINT, impl="torchvision")
     series, _ = load_checkpoint(SHAPES_CHECKPOINT, impl="series")
     return reference, series
 
@@ -115,7 +115,7 @@ def _assert_same_detections(reference, series, images) -> None:
 @pytest.mark.parametrize("overrides", [{}, {"pool": "pool"}, {"feature_stride": 16}, SMALL])
 def test_state_dict_has_torchvisions_keys_shapes_and_initial_weights(overrides):
     torch.manual_seed(0)
-    reference = build_model(**overrides).state_dict()
+    reference = build_model(impl="torchvision", **overrides).state_dict()
     torch.manual_seed(0)
     model = build_model(impl="series", **overrides)
     assert isinstance(model, SeriesMaskRCNN)

@@ -42,7 +42,7 @@ from helpers.series import SERIES, Notebook
 
 NOTEBOOKS = NOTEBOOKS_DIR
 NB_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
-GENERATED_TAGS = {"nav-top", "nav-bottom", "colab-setup"}
+GENERATED_TAGS = {"nav-top", "nav-bottom", "colab-setup", "pipeline-strip"}
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # Paths that only exist on the machine that ran the notebook. /home/<anything>/ and /Users/<x>/
@@ -465,7 +465,9 @@ def _good_notebook() -> dict:
         "b" * 32: {"model_name": "ImageModel", "model_module": "@jupyter-widgets/controls",
                    "model_module_version": "2.0.0", "state": {"value": "iVBOR/tmp/w0KGgo", "format": "png"}}}}}
     path = Path("07_example.ipynb")
-    tool.apply_nav(nb, [Path("06_prev.ipynb"), path], 1, ["Prev", "Example"])
+    tool.apply_nav(nb, [Path("06_prev.ipynb"), path], 1, ["Prev", "Example"],
+                   (Notebook("06", "06_prev.ipynb", "Prev", "prev", "boxhead", "Prev."),
+                    Notebook("07", "07_example.ipynb", "Example", "example", "maskhead", "Example.")))
     for k, cell in enumerate(nb.cells):
         cell.setdefault("id", f"cell-{k}")
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
@@ -566,6 +568,18 @@ def test_check_catches_stale_navigation(tmp_path: Path, capsys: pytest.CaptureFi
     assert nav(check=False) == 1
     edit(notebooks / "01_second.ipynb", "# 01 · Second, renamed", "# 01 · Second")
     assert nav(check=True) == 0
+    # the pipeline strip: right after the title, this notebook's stage pinned; edited by hand, or a
+    # manifest whose stage changed, makes it stale
+    second = nbformat.read(notebooks / "01_second.ipynb", as_version=4)
+    strip = [c for c in second.cells if "pipeline-strip" in c.metadata.get("tags", [])]
+    assert len(strip) == 1 and second.cells.index(strip[0]) == 2  # nav bar, title, strip
+    assert "**second 01 (this notebook)**" in strip[0].source.replace("bilinear interpolation", "second")
+    edit(notebooks / "01_second.ipynb", "(this notebook)", "(here)")
+    assert nav(check=True) == 1 and "01_second.ipynb" in capsys.readouterr().out
+    assert nav(check=False) == 0 and nav(check=True) == 0
+    moved = (series[0], Notebook("01", "01_second.ipynb", "Second", "second", "rpn", "What the second one teaches."))
+    assert nav(check=True, series=moved) == 1 and "01_second.ipynb" in capsys.readouterr().out
+    assert nav(check=True) == 0
     # a notebook file the manifest lacks, and a manifest line without its file
     extra = notebooks / "02_third.ipynb"
     shutil.copy(notebooks / "01_second.ipynb", extra)
@@ -586,3 +600,30 @@ def test_check_catches_bad_readme_links() -> None:
     assert check_readme_colab_links(good.replace("/blob/main/", "/blob/dev/"), names)
     fork = REPO_URL.replace("maskrcnn-step-by-step/maskrcnn", "someone/maskrcnn")
     assert check_readme_colab_links(good + f" {fork}", names)
+
+
+def test_pipeline_strip_pins_each_notebooks_stage() -> None:
+    """Every notebook with a stage pins exactly its own entry (bold, not linked) and links every other
+    notebook of the series with a stage; notebook 00 (the map itself) pins nothing."""
+    tool = nb_tool()
+    staged = [e for e in SERIES if e.stage]
+    for i, entry in enumerate(SERIES):
+        strip = tool.pipeline_strip(SERIES, i)
+        pinned = re.findall(r"\N{ROUND PUSHPIN} \*\*([^*]+)\*\*", strip)
+        if entry.stage is None:
+            assert pinned == [] and "draws it in full" in strip, strip
+        else:
+            assert len(pinned) == 1 and entry.number in pinned[0], (entry.number, pinned)
+            assert f"]({entry.file})" not in strip
+        for other in staged:
+            if other.number != entry.number:
+                assert f"]({other.file})" in strip, (entry.number, other.file)
+        # the main row follows the path of one image, as the map of notebook 00 draws it
+        first = strip.split("\n\n")[0]
+        order = [first.index(f"{tool.STAGE_LABELS[s]} ") for s in tool.PIPELINE_PATH]
+        assert order == sorted(order) and first.index("image") < order[0] < order[-1] < first.index("masks")
+    with pytest.raises(ValueError, match="stage"):
+        bad = Notebook.__new__(Notebook)
+        object.__setattr__(bad, "number", "00")
+        object.__setattr__(bad, "stage", "nowhere")
+        tool.pipeline_strip([bad], 0)

@@ -23,13 +23,19 @@ from helpers.evaluate import (METRIC_NAMES, average_precision, coco_evaluate, ev
 from helpers.model import load_checkpoint
 from helpers.project import ROOT, SHAPES_CHECKPOINT, SHAPES_TRAIN_LOG
 from helpers.shapes import ShapesDataset, to_coco
-from helpers.train import (LOSS_NAMES, TrainConfig, batch_indices, build_data, build_parser, fit, lr_factor, main,
+from helpers.train import (DEFAULT_COMMAND, SHIPPED_COMMAND, LOSS_NAMES, TrainConfig, batch_indices, build_data, build_parser, fit, lr_factor, main,
                            output_path, parse_args, repo_relative, train)
 
 TINY_MODEL = dict(widths=[8, 16, 32, 64], stem_channels=8, fpn_channels=16, representation_size=32,
                   mask_layers=[16], mask_dim_reduced=16, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
                   box_batch_size_per_image=32)
 TINY_ARGS = ["--widths", "8,16,32,64", "--model-json", json.dumps({k: v for k, v in TINY_MODEL.items() if k != "widths"})]
+
+
+@pytest.fixture(autouse=True)
+def _runs_in_tmp(tmp_path, monkeypatch):
+    """Every run folder (``runs/<name>/``, relative to the current folder) lands in the test's tmp_path."""
+    monkeypatch.chdir(tmp_path)
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -91,6 +97,13 @@ def test_impl_series_trains_the_same_run_as_torchvision(tmp_path):
         train(cfg, TINY_MODEL, write=False, impl="detectron")
 
 
+def test_the_command_line_trains_the_series_model_by_default():
+    from helpers.train import build_parser
+
+    assert build_parser().parse_args([]).impl == "series"
+    assert build_parser().parse_args(["--impl", "torchvision"]).impl == "torchvision"
+
+
 def test_fit_is_the_loop_of_train():
     """fit() on build_data()'s data and a freshly seeded model gives train()'s losses, and writes nothing."""
     from helpers.model import build_model
@@ -125,7 +138,7 @@ def test_every_config_field_is_one_command_line_option():
         flag = "--no-progress" if f.name == "progress" else "--" + f.name.replace("_", "-")
         assert flag in help_text, flag
         assert f.metadata["help"], f.name
-    assert "(default data/shapes_maskrcnn.pt)" in " ".join(help_text.split())  # the visible default
+    assert "(default runs)" in " ".join(help_text.split())  # the visible default
     cfg, _ = parse_args(["--steps", "7", "--lr", "0.01", "--train-images", "5", "--device", "cpu", "--no-progress",
                          "--time-limit", "2.5", "--coco-images", "a", "--coco-json", "b", "--log", "x.json"])
     assert cfg == TrainConfig(steps=7, lr=0.01, train_images=5, device="cpu", progress=False, time_limit=2.5,
@@ -134,9 +147,9 @@ def test_every_config_field_is_one_command_line_option():
 
 
 def test_output_paths():
-    assert TrainConfig().checkpoint == repo_relative(SHAPES_CHECKPOINT) == "data/shapes_maskrcnn.pt"
-    assert output_path(TrainConfig().checkpoint, SHAPES_CHECKPOINT) == SHAPES_CHECKPOINT  # from any folder
-    assert output_path(TrainConfig().log, SHAPES_TRAIN_LOG) == SHAPES_TRAIN_LOG
+    assert TrainConfig().checkpoint is None and TrainConfig().log is None  # default: the run's own folder
+    assert output_path("data/shapes_maskrcnn.pt", SHAPES_CHECKPOINT) == SHAPES_CHECKPOINT  # from any folder
+    assert output_path("data/shapes_train_log.json", SHAPES_TRAIN_LOG) == SHAPES_TRAIN_LOG
     assert output_path("m.pt", SHAPES_CHECKPOINT) == ROOT.cwd() / "m.pt"
     assert output_path("/tmp/m.pt", SHAPES_CHECKPOINT).as_posix() == "/tmp/m.pt"
     assert repo_relative("/elsewhere/m.pt") == "/elsewhere/m.pt"
@@ -144,7 +157,8 @@ def test_output_paths():
 
 def test_command_line_entry_point_runs_as_a_module(tmp_path):
     args = [sys.executable, "-m", "helpers.train", "--steps", "2", "--batch-size", "2", "--val-images", "2",
-            "--eval-subset", "1", "--threads", "1", "--checkpoint", str(tmp_path / "c.pt"), "--log", str(tmp_path / "c.json"), *TINY_ARGS]
+            "--eval-subset", "1", "--threads", "1", "--checkpoint", str(tmp_path / "c.pt"), "--log", str(tmp_path / "c.json"),
+            "--runs-dir", str(tmp_path / "runs"), *TINY_ARGS]
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "train: 100%" in done.stderr  # the tqdm bar
@@ -192,7 +206,9 @@ def test_coco_validation_folder_and_category_ids(tmp_path):
     (dict(val_fraction=1.0), ValueError, "val_fraction must be < 1"),
     (dict(val_fraction=0), ValueError, "val_fraction must be > 0"),
     (dict(progress=1), TypeError, "progress must be True or False"),
-    (dict(checkpoint=None), TypeError, "checkpoint must be a str"),
+    (dict(checkpoint=3), TypeError, "checkpoint must be a str"),
+    (dict(name="a/b"), ValueError, "name must be a folder name"),
+    (dict(workers=-1), ValueError, "workers must be >= 0"),
     (dict(time_limit=-1), ValueError, "time_limit must be > 0"),
 ])
 def test_train_config_errors(kwargs, error, match):
@@ -383,7 +399,7 @@ def test_evaluation_errors():
 # -- the shipped checkpoint against its own log ---------------------------------------------------------
 def test_shipped_checkpoint_reproduces_its_logged_metrics_on_the_subset():
     log = json.loads(SHAPES_TRAIN_LOG.read_text())
-    model, checkpoint = load_checkpoint(SHAPES_CHECKPOINT)
+    model, checkpoint = load_checkpoint(SHAPES_CHECKPOINT, impl=log.get("impl", "torchvision"))  # the model the log scored
     assert checkpoint["config"] == log["model_config"]
     cfg = log["train_config"]
     n = log["eval_subset"]
@@ -399,7 +415,8 @@ def test_shipped_checkpoint_reproduces_its_logged_metrics_on_the_subset():
 def test_shipped_log_meets_the_floors():
     log = json.loads(SHAPES_TRAIN_LOG.read_text())
     assert log["metrics"]["segm"]["AP"] >= 0.65 and log["metrics"]["segm"]["AP50"] >= 0.88
-    assert log["command"] == "python -m helpers.train" and log["threads"] == 2 and not log["stopped_early"]
+    # the shipped command (SHIPPED_COMMAND), or the plain one the log was made with before runs got their folders
+    assert log["command"] in (SHIPPED_COMMAND, DEFAULT_COMMAND) and log["threads"] == 2 and not log["stopped_early"]
     assert log["train_config"]["val_seed"] != log["train_config"]["seed"]
     assert len(log["steps"]) == log["train_config"]["steps"]
 
@@ -522,7 +539,7 @@ def test_benchmark_times_steps(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def shipped():
     log = json.loads(SHAPES_TRAIN_LOG.read_text())
-    model, _ = load_checkpoint(SHAPES_CHECKPOINT)
+    model, _ = load_checkpoint(SHAPES_CHECKPOINT, impl=log.get("impl", "torchvision"))  # the model the log scored
     val = ShapesDataset(log["val_images"], seed=log["train_config"]["val_seed"])
     return log, val, predict(model, val)
 

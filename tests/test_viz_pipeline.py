@@ -123,3 +123,19 @@ def test_detections_empty_and_bad_arguments():
         draw_detections(image, torch.zeros(2, 4), [1], CLASSES)
     with pytest.raises(ValueError, match=r"image must be \[3, H, W\]"):
         draw_detections(torch.zeros(2, 8, 8), torch.zeros(0, 4), [], CLASSES)
+
+
+def test_pipeline_path_of_one_image_reaches_every_stage_without_the_test_time_arrow():
+    """Moved from notebook 00 (plumbing): following the arrows from the image, without the dashed
+    box head -> mask head arrow (the inference path), reaches every stage and both outputs; the map
+    names the notebooks of helpers/series.py, in order."""
+    artists = draw_pipeline()
+    assert [number for number, _ in PIPELINE_NOTEBOOKS] == artists.notebooks_named()
+    reached, frontier = {"image"}, ["image"]
+    while frontier:
+        node = frontier.pop()
+        for a, b in artists.arrows:
+            if a == node and b not in reached and (a, b) != ("boxhead", "maskhead"):
+                reached.add(b)
+                frontier.append(b)
+    assert {"backbone", "rpn", "roialign", "boxhead", "maskhead", "detections", "masks"} <= reached, reached

@@ -4,7 +4,8 @@ The panels are driven as a user would drive them: 200 seeded random slider moves
 ``panel.set(...)``. After every move the panel must hold no unexpected error, and the artists it drew
 must show the numbers computed independently here: ``torchvision.ops.roi_align`` / ``roi_pool``,
 ``torch.nn.functional.grid_sample`` and ``helpers.roi.roi_sample_points`` / ``roi_pool_bins``.
-Inverted or empty RoIs must give ``panel.message``, never ``panel.error``.
+Inverted or empty RoIs show what torchvision returns for them (``state["note"]`` says why); where
+torchvision itself fails, ``panel.message``; never ``panel.error``.
 
 Run: ``.venv/bin/pytest tests/test_viz_widgets.py -q``.
 """
@@ -74,6 +75,8 @@ def random_move(panel: Any, rng: np.random.Generator) -> dict[str, Any]:
         s = panel.sliders[str(name)]
         if isinstance(s, widgets.Checkbox):
             move[str(name)] = bool(rng.integers(2))
+        elif isinstance(s, widgets.Dropdown):
+            move[str(name)] = s.options[int(rng.integers(len(s.options)))][1]
         elif isinstance(s, widgets.IntSlider):
             move[str(name)] = int(rng.integers(s.min, s.max + 1))
         else:
@@ -270,19 +273,66 @@ def test_bilinear_panel_200_random_moves():
 # ------------------------------------------------------------------------------------------------
 
 
+def tv_rule_points(box: tuple[float, float, float, float], p: int, sr: int, aligned: bool) -> np.ndarray:
+    """torchvision's sample points for any box (loops over its CPU kernel's rule, spatial_scale 1):
+    start = x1 - 0.5 * aligned, size = x2 - x1 (at least 1 unless aligned), bin = size / p, grid =
+    sr or ceil(size / p), sample = start + bin_index * bin + (i + 0.5) * bin / grid. ``[N, 2]`` (x, y)."""
+    off = 0.5 if aligned else 0.0
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    if not aligned:
+        w, h = max(w, 1.0), max(h, 1.0)
+    gw = sr if sr > 0 else math.ceil(w / p)
+    gh = sr if sr > 0 else math.ceil(h / p)
+    pts = [(x1 - off + j * w / p + (ix + 0.5) * (w / p) / gw, y1 - off + i * h / p + (iy + 0.5) * (h / p) / gh)
+           for i in range(p) for j in range(p) for iy in range(max(gh, 0)) for ix in range(max(gw, 0))]
+    return np.array(pts, dtype=np.float64).reshape(-1, 2)
+
+
+def sorted_rows(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 2)
+    return a[np.lexsort((a[:, 1], a[:, 0]))]
+
+
 def check_roi_align_panel(panel: RoIAlignPanel, state: dict[str, Any]) -> None:
     v = panel.values()
     x1, y1, x2, y2 = v["x1"], v["y1"], v["x2"], v["y2"]
-    if x2 <= x1 or y2 <= y1:
-        assert panel.message and "Empty or inverted RoI" in panel.message and state == {}
-        assert not panel.points.get_visible() and not panel.roi_artists.rect.get_visible()
+    p, sr, aligned = v["output_size"], v["sampling_ratio"], v["aligned"]
+    box = torch.tensor([[x1, y1, x2, y2]], dtype=torch.float64)
+    h, w = panel.feature.shape
+    xmin, xmax = panel.ax.get_xlim()
+    ymax, ymin = panel.ax.get_ylim()
+    assert xmin < -1 and xmax > w and ymin < -1 and ymax > h                 # the zero frame [-1, W] in view
+    if x2 <= x1 or y2 <= y1:                                                 # torchvision's answer, not a refusal
+        try:
+            reference = tv.roi_align(panel.feature[None, None], [box], p, 1.0, sr if sr > 0 else -1, aligned)[0, 0]
+        except (RuntimeError, ValueError):                                   # torchvision itself fails: a message
+            assert panel.message and "fails" in panel.message and state == {} and panel.error is None
+            return
+        assert panel.message is None and "torchvision" in state["note"]
+        assert torch.equal(panel.pooled, reference)
+        pts = panel.points.get_offsets()
+        expected = tv_rule_points((x1, y1, x2, y2), p, sr, aligned)
+        assert np.allclose(sorted_rows(pts), sorted_rows(expected), atol=1e-9)
+        assert pts.size == 0 or (pts[:, 0].min() >= xmin and pts[:, 0].max() <= xmax
+                                 and pts[:, 1].min() >= ymin and pts[:, 1].max() <= ymax)
+        if len(expected):                                                    # the drawn samples average to the output
+            values = [tv_point(panel.feature, float(x), float(y)) if -1 <= x <= w and -1 <= y <= h else 0.0
+                      for x, y in expected]
+            grid = len(expected) // (p * p)
+            order = [(i, j) for i in range(p) for j in range(p)]
+            means = {ij: np.mean(values[k * grid:(k + 1) * grid]) for k, ij in enumerate(order)}
+            assert np.allclose([means[ij] for ij in order], reference.reshape(-1).numpy(), atol=1e-9)
         return
+    assert "note" not in state
     assert panel.message is None and panel.points.get_visible()
     p, sr, aligned = v["output_size"], v["sampling_ratio"], v["aligned"]
     box = torch.tensor([[x1, y1, x2, y2]], dtype=torch.float64)
     reference = tv.roi_align(panel.feature[None, None], [box], p, 1.0, sr, aligned)[0, 0]
     assert torch.allclose(panel.pooled, reference, atol=1e-12)
     assert np.allclose(panel.output.image.get_array(), reference.numpy())
+    assert panel.output.image.get_clim() == panel.grid.image.get_clim()      # one grey scale for map and output
+    assert np.allclose(sorted_rows(panel.points.get_offsets()), sorted_rows(tv_rule_points((x1, y1, x2, y2), p, sr, aligned)))
     readout = [[float(u) for u in state[f"row {i}"].split()] for i in range(p)]     # rounded to 3 decimals
     assert np.allclose(readout, reference.numpy(), atol=5e-4 + 1e-9, rtol=0)
     drawn = [float(t.get_text()) for t in panel.output.texts if t.get_visible()]  # 3 significant digits
@@ -309,23 +359,37 @@ def test_roi_align_panel_200_random_moves():
     assert names == ["x1", "y1", "x2", "y2", "output size", "sampling ratio", "aligned"]
     check_roi_align_panel(panel, panel.state)
     rng = np.random.default_rng(2)
-    messages = 0
+    inverted = 0
     for _ in range(MOVES):
         state = panel.set(**random_move(panel, rng))
         assert panel.error is None
         check_roi_align_panel(panel, state)
-        messages += panel.message is not None
-    assert 0 < messages < MOVES                                               # both cases were exercised
+        v = panel.values()
+        inverted += v["x2"] <= v["x1"] or v["y2"] <= v["y1"]
+    assert 0 < inverted < MOVES                                               # both cases were exercised
 
 
-def test_roi_align_panel_inverted_and_empty_boxes_are_messages():
+def test_roi_align_panel_inverted_and_empty_boxes_show_torchvision():
+    """x2 < x1 is not refused: the panel shows torchvision's output and says why; where torchvision's
+    own kernel fails (aligned, adaptive, one side negative), that is the message."""
     panel = RoIAlignPanel()
-    for move in ({"x2": 0.5}, {"y2": -1.0}, {"x1": 2.0, "x2": 2.0}):
-        assert panel.set(**move) == {}
-        assert panel.message is not None and panel.error is None and panel.readout.value == ""
-        assert "Empty or inverted RoI" in panel.notice.value
-        panel.set(x1=1.2, y1=0.8, x2=3.6, y2=3.4)
-        assert panel.message is None and panel.state and panel.notice.value == ""
+    f = panel.feature[None, None]
+    cases = [({"x2": 0.5}, False, 2), ({"y2": -1.0}, True, 2), ({"x1": 2.0, "x2": 2.0}, True, 0),
+             ({"x1": 3.0, "x2": 1.5}, True, 0)]
+    for move, aligned, sr in cases:
+        state = panel.set(**move, aligned=aligned, sampling_ratio=sr)
+        v = panel.values()
+        box = torch.tensor([[v["x1"], v["y1"], v["x2"], v["y2"]]], dtype=torch.float64)
+        assert panel.error is None and panel.message is None and "note" in state
+        assert torch.equal(panel.pooled, tv.roi_align(f, [box], 2, 1.0, sr if sr else -1, aligned)[0, 0])
+        assert "torchvision" in panel.readout.value and panel.notice.value == ""
+        panel.set(x1=1.2, y1=0.8, x2=3.6, y2=3.4, aligned=False, sampling_ratio=2)
+        assert panel.message is None and "note" not in panel.state
+    state = panel.set(x1=3.0, x2=1.5, aligned=True, sampling_ratio=0, output_size=1)   # ceil(-1.5) = -1 samples
+    with pytest.raises((RuntimeError, ValueError)):
+        tv.roi_align(f, [torch.tensor([[3.0, 0.8, 1.5, 3.4]], dtype=torch.float64)], 1, 1.0, -1, True)
+    assert state == {} and panel.error is None and "fails" in panel.message and "fails" in panel.notice.value
+    assert not panel.points.get_visible()
 
 
 def test_roi_align_panel_png_is_what_matplotlib_draws():
@@ -368,14 +432,18 @@ def test_roipool_vs_align_panel_200_random_moves():
         assert panel.error is None
         v = panel.values()
         x1, y1, x2, y2, shift = v["x1"], v["y1"], v["x2"], v["y2"], v["shift"]
+        given = torch.tensor([[x1 + shift, y1, x2 + shift, y2]], dtype=torch.float64)
+        pooled = tv.roi_pool(feature[None, None], [given], 3)[0, 0]                  # torchvision on the box as given
+        aligned = tv.roi_align(feature[None, None], [given], 3, 1.0, 2, False)[0, 0]
+        assert torch.equal(panel.pooled, pooled) and torch.allclose(panel.aligned_out, aligned, atol=1e-12)
+        assert np.allclose(sorted_rows(panel.align_points.get_offsets()),
+                           sorted_rows(tv_rule_points(tuple(given[0].tolist()), 3, 2, False)))
+        assert panel.message is None
         if x2 <= x1 or y2 <= y1:
-            assert panel.message and state == {} and not panel.pool_polys.get_visible()
+            assert "torchvision" in state["note"]
             messages += 1
             continue
-        box = torch.tensor([[x1 + shift, y1, x2 + shift, y2]], dtype=torch.float64)
-        pooled = tv.roi_pool(feature[None, None], [box], 3)[0, 0]
-        aligned = tv.roi_align(feature[None, None], [box], 3, 1.0, 2, False)[0, 0]
-        assert torch.equal(panel.pooled, pooled) and torch.allclose(panel.aligned_out, aligned, atol=1e-12)
+        box = given
         assert state["RoIPool bin (0, 0)"] == pooled[0, 0].item()
         assert math.isclose(state["RoIAlign bin (0, 0)"], aligned[0, 0].item(), abs_tol=1e-12)
         bins = roi_pool_bins(box[0], 3, 1.0, 7, 9, dtype=torch.float64)
@@ -483,3 +551,135 @@ def test_notebook_03_iou_table_matches_an_independent_recomputation():
         assert row == f"{name:<24}" + expected
     for stride in (16, 32):                                                   # the story the notebook tells
         assert means["RoIAlign aligned=True", stride][0] > means["RoIPool", stride][0]
+
+
+# ------------------------------------------------------------------------------------------------
+# DetectionPanel (notebook 06) and MaskRoIPanel (notebook 07): the trained model
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_and_val():
+    from helpers.model import load_checkpoint
+    from helpers.project import SHAPES_CHECKPOINT
+    from helpers.shapes import ShapesDataset
+
+    model, _ = load_checkpoint(SHAPES_CHECKPOINT)
+    return model, ShapesDataset(200, seed=1_000_000)
+
+
+def test_mask_roi_panel_200_random_moves(trained_and_val):
+    """Every move: the target is torchvision's roi_align of the matched object's mask (aligned as the
+    toggle says), the pasted mask and its IoU follow from the drawn 28x28 prediction; inverted boxes
+    are a message."""
+    from helpers.mask_head import paste_masks_in_image
+    from helpers.shapes import CLASSES
+    from helpers.widgets import MaskRoIPanel
+
+    model, val = trained_and_val
+    image, target = val[46]
+    panel = MaskRoIPanel(model, image, target, class_names=CLASSES)
+    assert panel.error is None and panel.state["box IoU"] == 1.0             # starts on object 0's own box
+    masks = target["masks"].double()
+    rng = np.random.default_rng(7)
+    messages = 0
+    for _ in range(MOVES):
+        state = panel.set(**random_move(panel, rng))
+        assert panel.error is None
+        v = panel.values()
+        x1, y1, x2, y2, aligned = v["x1"], v["y1"], v["x2"], v["y2"], v["aligned"]
+        if x2 <= x1 or y2 <= y1:
+            assert panel.message and "Empty or inverted proposal" in panel.message and state == {}
+            assert not panel.box_patch.get_visible()
+            messages += 1
+            continue
+        assert panel.message is None and panel.box_patch.get_visible()
+        box = torch.tensor([[x1, y1, x2, y2]], dtype=torch.float64)
+        g = int(tv.box_iou(box, target["boxes"].double())[0].argmax())
+        assert panel.matched == g
+        expected = tv.roi_align(masks[g][None, None], [box], 28, 1.0, -1, aligned)[0, 0]
+        assert torch.allclose(panel.target.double(), expected, atol=1e-5)
+        assert np.allclose(panel.target_image.get_array(), panel.target.numpy())
+        assert np.allclose(panel.pred_image.get_array(), panel.probability.numpy())
+        assert 0 <= float(panel.probability.min()) and float(panel.probability.max()) <= 1
+        pasted = paste_masks_in_image(panel.probability[None, None], box.float(), image.shape[-2:])[0, 0] > 0.5
+        truth = masks[g] > 0.5
+        union = int((pasted | truth).sum())
+        assert math.isclose(state["mask IoU"], round(int((pasted & truth).sum()) / union if union else 0.0, 4))
+        assert state["target cells > 0.5"] == int((expected > 0.5).sum())
+        assert np.allclose(panel.box_patch.get_xy(), (x1 - 0.5, y1 - 0.5))
+        shift = -0.5 if aligned else 0.0
+        assert np.allclose(panel.sampled_patch.get_xy(), (x1 + shift, y1 + shift))
+    assert 0 < messages < MOVES
+
+
+def test_mask_roi_panel_prediction_is_the_models_own(trained_and_val):
+    """On a detection's box, the panel's pasted probability is the whole model's mask for it."""
+    from helpers.widgets import MaskRoIPanel
+
+    model, val = trained_and_val
+    image, target = val[46]
+    with torch.no_grad():
+        out = model([image])[0]
+    panel = MaskRoIPanel(model, image, target)
+    for d in range(3):
+        b = out["boxes"][d].tolist()
+        panel.set(x1=b[0], y1=b[1], x2=b[2], y2=b[3])
+        assert int(target["labels"][panel.matched]) == int(out["labels"][d])
+        assert torch.allclose(panel.pasted, out["masks"][d, 0], atol=1e-5)
+
+
+def test_detection_panel_200_random_moves(trained_and_val):
+    """Every move: the survivors are torchvision's batched_nms of the candidates above the score
+    threshold (capped at 30), drawn in their class's colour; at the model's own settings they are the
+    model's detections."""
+    from helpers.shapes import CLASSES
+    from helpers.widgets import DetectionPanel
+
+    model, val = trained_and_val
+    panel = DetectionPanel(model, val, indices=(46, 0, 1), class_names=CLASSES)
+    for index in (46, 0, 1):
+        panel.set(image=index, score_thresh=0.05, nms_thresh=0.5)
+        with torch.no_grad():
+            out = model([val[index][0]])[0]
+        assert torch.equal(panel.boxes, out["boxes"]) and torch.equal(panel.labels, out["labels"])
+        assert torch.equal(panel.scores, out["scores"])
+    rng = np.random.default_rng(8)
+    seen_cross = False
+    for _ in range(MOVES):
+        state = panel.set(**random_move(panel, rng))
+        assert panel.error is None and panel.message is None
+        v = panel.values()
+        boxes, scores, labels = panel.candidates[v["image"]]
+        above = torch.where(scores > v["score_thresh"])[0]
+        kept = above[tv.batched_nms(boxes[above], scores[above], labels[above], v["nms_thresh"])[:30]]
+        assert torch.equal(panel.kept, kept)
+        assert state["kept"] == len(kept) and state["removed by NMS or the cap"] == len(above) - len(kept)
+        drawn = sum(len(lines.get_segments()) for lines in panel.class_lines.values())
+        assert drawn == len(kept) and len(panel.faint_lines.get_segments()) == len(above) - len(kept)
+        for c, lines in panel.class_lines.items():
+            assert np.allclose(np.array(lines.get_segments()).reshape(-1, 5, 2),
+                               viz.box_outlines(boxes[kept][labels[kept] == c]))
+        iou = tv.box_iou(boxes[kept], boxes[kept])
+        cross = [(i, j) for i in range(len(kept)) for j in range(i + 1, len(kept))
+                 if labels[kept][i] != labels[kept][j] and iou[i, j] > 0.5]
+        assert (state["cross-class pairs"] == "none") == (not cross)
+        seen_cross |= bool(cross)
+        labelled = [t for t in panel.labels_text if t.get_visible()]
+        assert 0 < len(labelled) <= len(kept) or len(kept) == 0
+    assert seen_cross
+
+
+def test_snapshot_is_readable_and_leaves_the_panel_as_it_was():
+    panel = RoIAlignPanel()
+    before = panel.png()
+    snap = panel.snapshot()
+    image = Image.open(io.BytesIO(snap.png))
+    assert image.size == (960, 480) and snap.dpi == 120 and "120 dpi" in repr(snap)
+    assert snap._repr_png_() == snap.png
+    assert panel.png() == before                                             # the live picture is unchanged
+    with pytest.raises(ValueError, match="dpi must be an int >= 110"):
+        panel.snapshot(dpi=80)
+    for panel in (RoIAlignPanel(), RoIPoolVsAlignPanel()):                   # figure standard: text >= 8 pt
+        sizes = [t.get_fontsize() for t in panel.fig.findobj(matplotlib.text.Text) if t.get_text()]
+        assert min(sizes) >= 8, sorted(sizes)[:5]

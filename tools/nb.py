@@ -12,6 +12,9 @@ Generated cells are found by their cell tag and rewritten in place; everything e
 - ``nav-top``      first cell: previous · contents · next · Open in Colab
 - ``colab-setup``  the Colab set-up code cell (does nothing outside Colab)
 - ``nav-bottom``   last cell: the same bar again
+- ``pipeline-strip`` right after the title cell: the pipeline's stages in one line of Markdown, each
+  linking its notebook, this notebook's stage in bold with a pin (from each notebook's ``stage`` in
+  the manifest, so the strip cannot drift from the map that notebook 00 draws)
 
 The list of notebooks, their titles and the README's "what you learn" lines come from one place,
 :data:`helpers.series.SERIES`; ``nav`` also rewrites the README's table of notebooks (between
@@ -37,7 +40,7 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's `helpers`, installed or not
 from helpers.project import NOTEBOOKS_DIR, REPO_URL, ROOT, colab_url  # noqa: E402
-from helpers.series import SERIES, Notebook, check_series  # noqa: E402
+from helpers.series import PIPELINE_PATH, SERIES, STAGE_LABELS, STAGES, Notebook, check_series  # noqa: E402
 
 NOTEBOOKS = NOTEBOOKS_DIR
 README = ROOT / "README.md"
@@ -46,9 +49,12 @@ COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 COLAB_DIR = "/content/maskrcnn-step-by-step"
 COLAB_PACKAGES = ["pycocotools", "tqdm"]
+# Environment variables the set-up cell reads (only the Colab rehearsal sets them): where to clone from, and into.
+ENV_REPO, ENV_DIR = "MASKRCNN_SBS_REPO_URL", "MASKRCNN_SBS_CLONE_DIR"
 
-NAV_TOP, NAV_BOTTOM, SETUP = "nav-top", "nav-bottom", "colab-setup"
-GENERATED = {NAV_TOP, NAV_BOTTOM, SETUP}
+NAV_TOP, NAV_BOTTOM, SETUP, STRIP = "nav-top", "nav-bottom", "colab-setup", "pipeline-strip"
+GENERATED = {NAV_TOP, NAV_BOTTOM, SETUP, STRIP}
+PIN = "\N{ROUND PUSHPIN}"
 
 
 def notebook_paths(series: Sequence[Notebook] = SERIES, notebooks_dir: Path = NOTEBOOKS) -> list[Path]:
@@ -89,6 +95,47 @@ def nav_markdown(paths: list[Path], i: int, titles: list[str]) -> str:
     return " · ".join(parts) + " · " + colab_badge(paths[i].name)
 
 
+def pipeline_strip(series: Sequence[Notebook], i: int) -> str:
+    """The pipeline strip of notebook ``i`` of ``series``, in plain Markdown (GitHub strips styles
+    and scripts from notebook Markdown; bold, links, arrows and an emoji survive there and in Colab).
+
+    First line: the path of one image, ``image → backbone + FPN → RPN → RoIAlign → box head → mask
+    head → masks`` (:data:`helpers.series.PIPELINE_PATH`), each stage linking the notebook that
+    rebuilds it; second line: RoIAlign's foundations and the notebooks that use the whole model. The
+    stage of notebook ``i`` is bold, pinned and not linked; a notebook without a stage (00, the map
+    itself) pins nothing and says that it draws the whole map.
+    """
+    here = series[i]
+    if here.stage is not None and here.stage not in STAGES:
+        raise ValueError(f"series[{i}].stage must be one of {STAGES} or None, got {here.stage!r}")
+
+    def item(entry: Notebook, label: str) -> str:
+        if entry.number == here.number:
+            return f"{PIN} **{label} (this notebook)**"
+        return f"[{label}]({entry.file})"
+
+    def stage_items(stage: str) -> list[str]:
+        label = STAGE_LABELS[stage]
+        return [item(e, f"{label} {e.number}" if stage != "whole model" else e.number)
+                for e in series if e.stage == stage]
+
+    path = " → ".join(["image", *(" / ".join(stage_items(s)) or STAGE_LABELS[s] for s in PIPELINE_PATH), "masks"])
+    foundations = " · ".join(x for s in STAGES if s not in PIPELINE_PATH and s != "whole model"
+                             for x in stage_items(s))
+    used = " · ".join(stage_items("whole model"))
+    lead = ("**The pipeline** (this notebook draws it in full):" if here.stage is None
+            else "**Where this notebook sits in the pipeline:**")
+    lines = [f"{lead} {path}"]
+    second = []
+    if foundations:
+        second.append(f"RoIAlign's foundations: {foundations}")
+    if used:
+        second.append(f"the whole model at work: {used}")
+    if second:
+        lines.append(" — ".join(second))
+    return "\n\n".join(lines)
+
+
 def colab_badge(notebook_name: str) -> str:
     """The "Open In Colab" badge linking ``notebooks/<notebook_name>``, in Markdown."""
     return f"[![Open In Colab]({COLAB_BADGE})]({colab_url(notebook_name)})"
@@ -119,13 +166,16 @@ import sys
 if "google.colab" in sys.modules:
     import importlib.util, os, subprocess
     REPO_URL = "{REPO_URL}"
-    if not os.path.isdir("{COLAB_DIR}"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "{COLAB_DIR}"], check=True)
+    # tools/colab_rehearsal.py sets these two to rehearse on a local clone; on Colab they are unset
+    REPO_URL = os.environ.get("{ENV_REPO}", REPO_URL)
+    CLONE_DIR = os.environ.get("{ENV_DIR}", "{COLAB_DIR}")
+    if not os.path.isdir(CLONE_DIR):
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPO_URL, CLONE_DIR], check=True)
     missing = [p for p in {COLAB_PACKAGES!r} if importlib.util.find_spec(p) is None]
     if missing:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-    sys.path.insert(0, "{COLAB_DIR}")
-    os.chdir("{COLAB_DIR}/notebooks")
+    sys.path.insert(0, CLONE_DIR)
+    os.chdir(os.path.join(CLONE_DIR, "notebooks"))
     from google.colab import output
     output.enable_custom_widget_manager()'''
 
@@ -137,13 +187,14 @@ def _cell(kind: str, source: str, tag: str):
     return cell
 
 
-def apply_nav(nb, paths: list[Path], i: int, titles: list[str]) -> None:
-    """Rewrite (or insert) the three generated cells of notebook ``i``."""
+def apply_nav(nb, paths: list[Path], i: int, titles: list[str], series: Sequence[Notebook] = SERIES) -> None:
+    """Rewrite (or insert) the four generated cells of notebook ``i`` (of ``paths`` and ``series``)."""
     bar = nav_markdown(paths, i, titles)
     wanted = {
         NAV_TOP: ("markdown", bar),
         NAV_BOTTOM: ("markdown", bar),
         SETUP: ("code", setup_source()),
+        STRIP: ("markdown", pipeline_strip(series, i)),
     }
     found = {tag: None for tag in GENERATED}
     for idx, cell in enumerate(nb.cells):
@@ -155,11 +206,12 @@ def apply_nav(nb, paths: list[Path], i: int, titles: list[str]) -> None:
             nb.cells[idx].source = src
     if found[NAV_TOP] is None:
         nb.cells.insert(0, _cell("markdown", bar, NAV_TOP))
-    if found[SETUP] is None:
-        # after the title cell (the first markdown cell that is not generated)
-        pos = next(k for k, c in enumerate(nb.cells)
-                   if c.cell_type == "markdown" and not (_tags(c) & GENERATED)) + 1
-        nb.cells.insert(pos, _cell("code", setup_source(), SETUP))
+    for tag, kind in ((SETUP, "code"), (STRIP, "markdown")):  # the strip ends up first, then the set-up
+        if found[tag] is None:
+            # right after the title cell (the first markdown cell that is not generated)
+            pos = next(k for k, c in enumerate(nb.cells)
+                       if c.cell_type == "markdown" and not (_tags(c) & GENERATED)) + 1
+            nb.cells.insert(pos, _cell(kind, wanted[tag][1], tag))
     if found[NAV_BOTTOM] is None:
         nb.cells.append(_cell("markdown", bar, NAV_BOTTOM))
 
@@ -211,7 +263,7 @@ def nav(check: bool = False, series: Sequence[Notebook] = SERIES, notebooks_dir:
         if heading != entry.heading:
             problems.append(f"{path.name}: its heading is '# {heading}', helpers/series.py says '# {entry.heading}'")
         before = nbformat.writes(nb)
-        apply_nav(nb, paths, i, titles)
+        apply_nav(nb, paths, i, titles, series)
         after = nbformat.writes(nb)
         if before != after:
             stale.append(path.name)

@@ -29,7 +29,10 @@ The modules, in the order of the series:
 - :mod:`helpers.viz.detection`  label maps, images, boxes, detections, instance predictions (00, 05-11)
 - :mod:`helpers.viz.masks`      mask targets, per-class maps, pasting masks back (07)
 - :mod:`helpers.viz.pipeline`   the map of the series (00)
+- :mod:`helpers.viz.model_shapes` the tensor shapes of the whole model, measured (08; linked from 04-07)
 - :mod:`helpers.viz.ablation`   the RoIAlign-versus-RoIPool ablation (10)
+- :mod:`helpers.viz.trained`    the trained model stage by stage: proposals, recall, refined boxes,
+  masks against their targets, mask errors (05-07, closing sections)
 
 Everything public is importable from :mod:`helpers.viz` itself (``from helpers.viz import draw_boxes``).
 
@@ -41,14 +44,18 @@ there if you need a new one), and export it here.
 from helpers.viz.ablation import draw_ablation_bars
 from helpers.viz.bilinear import (LABEL_DY, GridArtists, NeighbourArtists, draw_feature_grid, draw_neighbours,
                                   lightened_clim, pixel_centres)
+from helpers.viz.bilinear import OPPOSITE_AREA_COLORS, OppositeAreaArtists, draw_opposite_areas
 from helpers.viz.core import (ArrayLike, as_box, as_map, as_numpy, axes_or_new, box_rectangle, image_extent, log,
                               move_rectangle, set_pixel_limits, show_image)
 from helpers.viz.detection import (InstanceArtists, LabelMapArtists, box_outlines, draw_boxes, draw_detections,
                                    draw_image, draw_instance_predictions, draw_label_map, instance_overlay)
 from helpers.viz.fpn import LevelCurveArtists, cell_border_segments, draw_level_curve, level_boundaries
+from helpers.viz.trained import (EXTRA, HIT, MISS, draw_box_refinement, draw_class_scores, draw_mask_errors,
+                                 draw_mask_pairs, draw_proposal_panels, draw_recall_curves, mask_errors)
 from helpers.viz.masks import draw_class_competition, draw_mask_targets, draw_paste_profiles, draw_paste_steps
 from helpers.viz.palettes import (CLASS_COLORS, COLORS, COMPARISON_COLORS, INSTANCE_COLORS, LEVEL_COLORS, MASK_COLORS,
-                                  PIPELINE_COLORS, PREDICTION_COLORS, RPN_COLORS)
+                                  MASK_ERROR_COLORS, PIPELINE_COLORS, PREDICTION_COLORS, RPN_COLORS)
+from helpers.viz.model_shapes import ModelShapes, ModelShapesArtists, ShapeStep, draw_model_shapes, measure_model_shapes
 from helpers.viz.pipeline import PIPELINE_NOTEBOOKS, PipelineArtists, draw_pipeline
 from helpers.viz.roi import (OutputArtists, RoIArtists, cell_rectangles, draw_iou_plot, draw_mask_outlines,
                              draw_pooled_output, draw_roi_bins, draw_roipool_bins, draw_sample_points,
@@ -60,10 +67,10 @@ __all__ = [
     "move_rectangle", "set_pixel_limits", "show_image",
     # palettes
     "CLASS_COLORS", "COLORS", "COMPARISON_COLORS", "INSTANCE_COLORS", "LEVEL_COLORS", "MASK_COLORS",
-    "PIPELINE_COLORS", "PREDICTION_COLORS", "RPN_COLORS",
+    "MASK_ERROR_COLORS", "PIPELINE_COLORS", "PREDICTION_COLORS", "RPN_COLORS",
     # notebooks 01-03
     "LABEL_DY", "GridArtists", "NeighbourArtists", "draw_feature_grid", "draw_neighbours", "lightened_clim",
-    "pixel_centres", "OutputArtists", "RoIArtists", "cell_rectangles", "draw_iou_plot", "draw_mask_outlines",
+    "pixel_centres", "OPPOSITE_AREA_COLORS", "OppositeAreaArtists", "draw_opposite_areas", "OutputArtists", "RoIArtists", "cell_rectangles", "draw_iou_plot", "draw_mask_outlines",
     "draw_pooled_output", "draw_roi_bins", "draw_roipool_bins", "draw_sample_points", "draw_shift_curves",
     "roi_bin_edges", "roi_bin_segments",
     # notebook 04
@@ -74,4 +81,9 @@ __all__ = [
     "draw_class_competition", "draw_mask_targets", "draw_paste_profiles", "draw_paste_steps",
     "PIPELINE_NOTEBOOKS", "PipelineArtists", "draw_pipeline",
     "draw_ablation_bars",
+    # the tensor shapes of the whole model (08)
+    "ModelShapes", "ModelShapesArtists", "ShapeStep", "draw_model_shapes", "measure_model_shapes",
+    # notebooks 05-07, the trained model
+    "EXTRA", "HIT", "MISS", "draw_box_refinement", "draw_class_scores", "draw_mask_errors", "draw_mask_pairs",
+    "draw_proposal_panels", "draw_recall_curves", "mask_errors",
 ]

@@ -8,11 +8,14 @@ and ``y`` pointing down (:func:`helpers.viz.core.image_extent`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.image import AxesImage
+from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
 from helpers.viz.core import ArrayLike, as_map, as_numpy, axes_or_new, image_extent, set_pixel_limits
@@ -193,3 +196,105 @@ def draw_neighbours(x: float, y: float, neighbours: ArrayLike, weights: ArrayLik
     return artists
 
 
+
+
+OPPOSITE_AREA_COLORS: dict[str, str] = {"A": "#E69F00", "B": "#56B4E9", "C": "#009E73", "D": "#CC79A7"}
+"""Okabe-Ito colours of the four neighbours in :func:`draw_opposite_areas` (orange, sky blue, bluish
+green, reddish purple): a neighbour's corner and the rectangle that is its weight share a colour."""
+
+
+@dataclass
+class OppositeAreaArtists:
+    """What :func:`draw_opposite_areas` drew, by neighbour name (``"A"`` .. ``"D"``).
+
+    Attributes:
+        rects: the sub-rectangle whose area is that neighbour's weight (the one opposite to it).
+        labels: the text inside each rectangle (``"weight of A\n0.34"``, ``"D: 0.09"`` in a thin one,
+            empty where the rectangle is too small to hold it).
+        corners: the text naming each corner (``"A = 6"``).
+        weights: each neighbour's weight, the area of its rectangle.
+        formulas: below the square, one line per neighbour (``"A: (1 − dx)(1 − dy) = 0.4 × 0.85 = 0.34"``).
+    """
+
+    ax: Axes
+    rects: dict[str, Any]
+    labels: dict[str, Text]
+    corners: dict[str, Text]
+    weights: dict[str, float]
+    formulas: dict[str, Text]
+
+
+def draw_opposite_areas(dx: float, dy: float, values: ArrayLike | None = None, ax: Axes | None = None,
+                        *, title: str | None = None) -> OppositeAreaArtists:
+    """Bilinear weights as areas: the unit square between four pixel centres, cut by the sample point
+    into four rectangles; each neighbour's weight is the area of the rectangle *opposite* to it.
+
+    The square is drawn with ``y`` pointing down (A top-left, B top-right, C bottom-left, D
+    bottom-right, the names of notebook 01), the point at ``(dx, dy)`` from A. A's weight
+    ``(1 - dx)(1 - dy)`` is the bottom-right rectangle, B's ``dx (1 - dy)`` the bottom-left, C's
+    ``(1 - dx) dy`` the top-right, D's ``dx dy`` the top-left; each rectangle has its neighbour's colour.
+
+    Args:
+        dx, dy: the point's offsets from A, each in [0, 1].
+        values: optional ``[A, B, C, D]`` map values written beside the corners.
+        ax: where to draw; ``None`` makes a new 4.8 x 6.4 inch figure.
+        title: optional axes title.
+
+    Returns:
+        :class:`OppositeAreaArtists`.
+
+    Raises:
+        ValueError: ``dx`` or ``dy`` outside [0, 1], or ``values`` without exactly four entries.
+    """
+    for name, v in (("dx", dx), ("dy", dy)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1] (the point's offset from A), got {v}")
+    vals = None if values is None else as_numpy(values, "values").reshape(-1)
+    if vals is not None and vals.size != 4:
+        raise ValueError(f"values must hold the four neighbours' values [A, B, C, D], got {vals.size}")
+    dx, dy = float(dx), float(dy)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 6.4))
+        fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.94 if title else 1.0)
+    corner = {"A": (0.0, 0.0), "B": (1.0, 0.0), "C": (0.0, 1.0), "D": (1.0, 1.0)}
+    # the rectangle opposite each corner: (x, y, width, height), y down
+    rect_of = {"A": (dx, dy, 1 - dx, 1 - dy), "B": (0.0, dy, dx, 1 - dy), "C": (dx, 0.0, 1 - dx, dy),
+               "D": (0.0, 0.0, dx, dy)}
+    factors = {"A": (1 - dx, 1 - dy), "B": (dx, 1 - dy), "C": (1 - dx, dy), "D": (dx, dy)}
+    symbols = {"A": "(1 − dx)(1 − dy)", "B": "dx (1 − dy)", "C": "(1 − dx) dy", "D": "dx dy"}
+    rects, labels, corners, weights, formulas = {}, {}, {}, {}, {}
+    for k, name in enumerate("ABCD"):
+        x, y, w, h = rect_of[name]
+        colour = OPPOSITE_AREA_COLORS[name]
+        rects[name] = ax.add_patch(Rectangle((x, y), w, h, facecolor=colour, alpha=0.45, edgecolor=colour,
+                                             linewidth=1.5))
+        fw, fh = factors[name]
+        weights[name] = fw * fh
+        if w >= 0.3 and h >= 0.3:
+            text = f"weight of {name}\n{fw * fh:.2g}"
+        elif w >= 0.25 and h >= 0.1:
+            text = f"{name}: {fw * fh:.2g}"
+        else:
+            text = ""  # too small to hold a label: the list below the square names it
+        labels[name] = ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9, linespacing=1.15)
+        formulas[name] = ax.text(-0.2, 1.3 + 0.15 * k, f"{name}: {symbols[name]} = {fw:.2g} × {fh:.2g} = {fw * fh:.2g}",
+                                 ha="left", va="center", fontsize=9, color="black")
+        ax.plot([-0.26], [1.3 + 0.15 * k], "s", ms=8, color=colour, alpha=0.7)
+        cx, cy = corner[name]
+        ax.plot([cx], [cy], "o", ms=10, color=colour, markeredgecolor="black", zorder=3)
+        text = name if vals is None else f"{name} = {vals[k]:g}"
+        corners[name] = ax.text(cx + (-0.05 if cx == 0 else 0.05), cy + (-0.05 if cy == 0 else 0.05), text,
+                                ha="right" if cx == 0 else "left", va="bottom" if cy == 0 else "top",
+                                fontsize=10, fontweight="bold")
+    ax.plot([dx], [dy], "o", ms=8, color=COLORS["sample"], markeredgecolor="white", zorder=4)
+    ax.annotate(f"point: dx = {dx:g}, dy = {dy:g}", (dx, dy), xytext=(0.5, -0.22), ha="center", va="bottom",
+                fontsize=9, color=COLORS["sample"], arrowprops=dict(arrowstyle="-", color=COLORS["sample"], lw=0.8))
+    ax.plot([0, 1, 1, 0, 0], [0, 0, 1, 1, 0], color="black", linewidth=1.0)
+    ax.set_xlim(-0.32, 1.32)
+    ax.set_ylim(1.85, -0.34)  # y down, as in the feature map
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return OppositeAreaArtists(ax=ax, rects=rects, labels=labels, corners=corners, weights=weights,
+                               formulas=formulas)

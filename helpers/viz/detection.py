@@ -103,7 +103,8 @@ def draw_detections(image: ArrayLike, boxes: ArrayLike, labels: Sequence[int] | 
             pixels of the image, whose pixel centres sit on integer points.
         labels: ``[N]`` class indices into ``names``.
         names: class names.
-        scores: optional ``[N]`` scores written after the class name.
+        scores: optional ``[N]`` scores written after the class name (the label goes above its box,
+            or under it when the box starts within the top 8 % of the image).
         colors: colour per class index; defaults to :data:`CLASS_COLORS`.
         title: axes title.
 
@@ -129,8 +130,10 @@ def draw_detections(image: ArrayLike, boxes: ArrayLike, labels: Sequence[int] | 
         text = names[label] if label < len(names) else str(label)
         if score_list is not None:
             text += f" {score_list[k]:.2f}"
-        ax.text(x1 - 0.5, y1 - 1.5, text, color="white", fontsize=7, va="bottom",
-                bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0}, clip_on=True)
+        near_top = y1 < 0.08 * h  # no room above the box: write the label under it
+        ax.text(x1 - 0.5, y2 + 0.5 if near_top else y1 - 1.5, text, color="white", fontsize=7,
+                va="top" if near_top else "bottom", bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0},
+                clip_on=True)
         rects.append(rect)
     if not rects:
         ax.text(0.5, 0.5, "no instances", ha="center", va="center", transform=ax.transAxes)

@@ -9,7 +9,8 @@
 - :data:`RPN_COLORS`: anchors, ground truth and proposals (notebook 05);
 - :data:`MASK_COLORS`: proposals and their mask targets (notebook 07);
 - :data:`PREDICTION_COLORS`: predicted instances, by rank (notebooks 08-11);
-- :data:`PIPELINE_COLORS`: the boxes of the map of the series (notebook 00).
+- :data:`PIPELINE_COLORS`: the boxes of the map of the series (notebook 00);
+- :data:`MASK_ERROR_COLORS`: a predicted mask scored pixel by pixel against the truth (notebook 07).
 
 Adding a picture: take its colours from here; add a palette (or a key) here if none fits.
 """
@@ -71,3 +72,10 @@ PIPELINE_COLORS: dict[str, str] = {
     "note": "#333333",       # second lines of box texts
 }
 """Fixed colours of the map of the series (:func:`helpers.viz.draw_pipeline`)."""
+
+MASK_ERROR_COLORS: dict[str, str] = {
+    "hit": "#9e9e9e",        # grey: in both masks (right, so it does not call for attention)
+    "missed": "#D55E00",     # Okabe-Ito vermillion: in the true mask only
+    "extra": "#56B4E9",      # Okabe-Ito sky blue: in the predicted mask only
+}
+"""Fixed colours of mask errors (colour-blind-safe, and apart from the class colours by lightness)."""

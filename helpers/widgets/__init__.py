@@ -13,6 +13,9 @@ The modules, in the order of the series:
 - :mod:`helpers.widgets.roi_pool`      :class:`RoIPoolVsAlignPanel` (notebook 03)
 - :mod:`helpers.widgets.fpn_level`     :class:`FPNLevelPanel` (notebook 04)
 - :mod:`helpers.widgets.anchor_match`  :class:`AnchorMatchPanel` (notebook 05)
+- :mod:`helpers.widgets.detections`    :class:`DetectionPanel` (notebook 06)
+- :mod:`helpers.widgets.mask_roi`      :class:`MaskRoIPanel` (notebook 07)
+- :mod:`helpers.widgets.trained`       the trained model's stages, for the panels of 06 and 07
 
 Every panel is importable from :mod:`helpers.widgets` itself (``from helpers.widgets import
 RoIAlignPanel``). Adding a panel: write it in a module of its own, subclassing :class:`Panel`
@@ -20,12 +23,15 @@ RoIAlignPanel``). Adding a panel: write it in a module of its own, subclassing :
 panel exported here.
 """
 
-from helpers.widgets.panel import BlitPanel, Panel, PanelMessage, format_readout
+from helpers.widgets.panel import BlitPanel, Panel, PanelMessage, PanelSnapshot, format_readout
 from helpers.widgets.bilinear import BilinearPanel
 from helpers.widgets.roi_align import RoIAlignPanel
 from helpers.widgets.roi_pool import RoIPoolVsAlignPanel
 from helpers.widgets.fpn_level import FPNLevelPanel
 from helpers.widgets.anchor_match import AnchorMatchPanel
+from helpers.widgets.detections import DetectionPanel
+from helpers.widgets.mask_roi import MaskRoIPanel
 
-__all__ = ["Panel", "PanelMessage", "format_readout", "BlitPanel",
-           "BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "FPNLevelPanel", "AnchorMatchPanel"]
+__all__ = ["Panel", "PanelMessage", "PanelSnapshot", "format_readout", "BlitPanel",
+           "BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "FPNLevelPanel", "AnchorMatchPanel",
+           "DetectionPanel", "MaskRoIPanel"]

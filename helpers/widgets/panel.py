@@ -50,6 +50,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from PIL import Image as PILImage
 
+from helpers import roi
 from helpers.roi import RoIAlignSampling
 
 
@@ -174,6 +175,17 @@ class Panel:
         self.fig.savefig(buffer, format="png", dpi=self.dpi)
         return buffer.getvalue()
 
+    def snapshot(self, dpi: int = 120) -> "PanelSnapshot":
+        """A static picture of the panel as it stands, at ``dpi`` (default 120: readable on GitHub, where
+        the live widget does not run). Displayed, it is a PNG; its text is a short, stable description."""
+        if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 110:
+            raise ValueError(f"dpi must be an int >= 110 (the series' figure standard), got {dpi!r}")
+        buffer = io.BytesIO()
+        self.fig.savefig(buffer, format="png", dpi=dpi)
+        width, height = self.fig.get_size_inches()
+        return PanelSnapshot(buffer.getvalue(), f"{type(self).__name__} at {self.values()}",
+                             (round(width * dpi), round(height * dpi)), dpi)
+
     # -- display -------------------------------------------------------------------------------
     def __repr__(self) -> str:
         values = ", ".join(f"{k}={v!r}" for k, v in self.values().items())
@@ -188,6 +200,23 @@ class Panel:
                 "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}}
         bundle["text/plain"] = repr(self) + "  (a live panel: run the notebook to drag the sliders)"
         return bundle
+
+
+class PanelSnapshot:
+    """A PNG of a panel at one moment (:meth:`Panel.snapshot`), shown as an image by Jupyter.
+
+    Attributes:
+        png: the PNG bytes; description: what it shows; size: ``(width, height)`` in pixels; dpi: its resolution.
+    """
+
+    def __init__(self, png: bytes, description: str, size: tuple[int, int], dpi: int) -> None:
+        self.png, self.description, self.size, self.dpi = png, description, size, dpi
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
+    def __repr__(self) -> str:
+        return f"snapshot of {self.description} ({self.size[0]}x{self.size[1]} px, {self.dpi} dpi)"
 
 
 class BlitPanel(Panel):
@@ -281,7 +310,7 @@ def readout_rows(values: torch.Tensor, digits: int = 3) -> dict[str, str]:
 
 
 def box_problem(x1: float, y1: float, x2: float, y2: float) -> str | None:
-    """Why a slider box cannot be pooled (empty or inverted), or ``None`` when it can."""
+    """Why a slider box is empty or inverted, or ``None`` when ``x1 < x2`` and ``y1 < y2``."""
     problems = []
     if x2 <= x1:
         problems.append(f"x2 = {x2:g} is not right of x1 = {x1:g}")
@@ -289,8 +318,57 @@ def box_problem(x1: float, y1: float, x2: float, y2: float) -> str | None:
         problems.append(f"y2 = {y2:g} is not below y1 = {y1:g}")
     if not problems:
         return None
-    return ("Empty or inverted RoI: " + " and ".join(problems)
-            + ". Move the sliders so that x1 < x2 and y1 < y2.")
+    return "Empty or inverted RoI: " + " and ".join(problems)
+
+
+def torchvision_box_note(x1: float, y1: float, x2: float, y2: float, aligned: bool, sampling_ratio: int,
+                         output_size: int) -> str | None:
+    """What ``torchvision.ops.roi_align`` does with an empty or inverted box (``spatial_scale = 1``), in
+    words, or ``None`` for an ordinary box. torchvision does not refuse such a box:
+
+    - ``aligned=False``: the width ``x2 - x1`` and height ``y2 - y1`` are raised to at least 1, so the box
+      becomes 1 pixel wide (high) from ``x1`` (``y1``);
+    - ``aligned=True``: they are kept as they are (zero or negative): bins of zero width, or bins running
+      right to left; with adaptive sampling the grid is ``ceil(size / output_size) <= 0`` samples, so
+      none is taken and the output is 0.
+    """
+    problem = box_problem(x1, y1, x2, y2)
+    if problem is None:
+        return None
+    sides = [(n, a, b) for n, a, b in (("width", x1, x2), ("height", y1, y2)) if b <= a]
+    if not aligned:
+        grown = " and ".join(f"{n} {b - a:g} -> 1" for n, a, b in sides)
+        return f"{problem}. torchvision (aligned=False) raises it to at least 1 x 1 ({grown}) and pools that."
+    kept = " and ".join(f"{n} {b - a:g}" for n, a, b in sides)
+    if sampling_ratio <= 0:
+        return (f"{problem}. torchvision (aligned=True) keeps {kept}; the adaptive grid (ceil(size / "
+                f"{output_size}) samples per side) takes no sample, so every output is 0.")
+    return (f"{problem}. torchvision (aligned=True) keeps {kept}: the bins run backwards or have zero size, "
+            f"and their {sampling_ratio} x {sampling_ratio} samples are still averaged.")
+
+
+def torchvision_sampling(box: torch.Tensor, output_size: int, sampling_ratio: int, aligned: bool
+                         ) -> tuple[tuple[float, float, float, float], torch.Tensor]:
+    """The region ``torchvision.ops.roi_align`` samples for ``box`` (``Tensor[4]``, ``spatial_scale = 1``),
+    as ``(x1, y1, x2, y2)`` (``x2 < x1`` when the bins run backwards), and its sample points ``Tensor[N, 2]``
+    (``(x, y)``; none when an adaptive grid is empty), for *any* box, empty and inverted ones included.
+
+    The points come from :func:`helpers.roi.roi_sample_points` on an ordinary box with the same samples:
+    with ``aligned=False`` the box ``(x1, y1, max(x1, x2), max(y1, y2))`` (torchvision grows both to a
+    width of 1); with ``aligned=True`` and a fixed grid the mirrored box (the same sample positions,
+    bins in the opposite order); with ``aligned=True`` and an adaptive grid, an inverted side has none.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    p = int(output_size)
+    if aligned:
+        region = (x1 - 0.5, y1 - 0.5, x2 - 0.5, y2 - 0.5)
+        if sampling_ratio <= 0 and (x2 < x1 or y2 < y1):
+            return region, torch.zeros(0, 2, dtype=box.dtype)
+        ordinary = torch.tensor([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], dtype=box.dtype)
+    else:
+        region = (x1, y1, x1 + max(x2 - x1, 1.0), y1 + max(y2 - y1, 1.0))
+        ordinary = torch.tensor([x1, y1, max(x1, x2), max(y1, y2)], dtype=box.dtype)
+    return region, sample_points(roi.roi_sample_points(ordinary, p, 1.0, sampling_ratio, aligned))
 
 
 def coordinate_slider(name: str, value: float, low: float, high: float, step: float) -> widgets.FloatSlider:

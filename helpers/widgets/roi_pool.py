@@ -11,8 +11,8 @@ from matplotlib.artist import Artist
 from matplotlib.patches import Rectangle
 
 from helpers import roi, viz
-from helpers.widgets.panel import (BlitPanel, PanelMessage, as_feature_map, box_problem, coordinate_slider, one_thread,
-                                   readout_rows, sample_points, sampled_box)
+from helpers.widgets.panel import (BlitPanel, as_feature_map, box_problem, coordinate_slider, one_thread,
+                                   readout_rows, torchvision_sampling)
 
 
 class RoIPoolVsAlignPanel(BlitPanel):
@@ -21,10 +21,15 @@ class RoIPoolVsAlignPanel(BlitPanel):
     Sliders: ``x1``, ``y1``, ``x2``, ``y2`` (the box) and ``shift``, a horizontal shift added to
     ``x1`` and ``x2`` (0 to ``max_shift`` pixels). Left: RoIPool's bins (whole pixels from the
     rounded corners, shaded; overlaps darker) and the box (dotted). Middle: RoIAlign's exact bins and
-    sample points (legacy ``aligned=False``, as in the paper). Right: output bin (0, 0) of both ops
+    sample points (legacy ``aligned=False``, as in the paper, and as its title says). Right: output bin (0, 0) of both ops
     against the shift, the current shift marked: RoIPool moves in steps, RoIAlign smoothly.
     Numbers from :func:`helpers.roi.roi_pool_bins`, :func:`helpers.roi.roi_pool`,
     :func:`helpers.roi.roi_align`.
+
+    An empty or inverted box (``x2 <= x1`` or ``y2 <= y1``) is not refused: both ops grow it, as
+    torchvision does (RoIPool: ``max(x2 - x1 + 1, 1)`` in rounded corners; RoIAlign with ``aligned=False``:
+    ``max(x2 - x1, 1)``), so it behaves as the box ``(x1, y1, max(x1, x2), max(y1, y2))``; the panel pools
+    that box and says so in the readout (``note``); the tests check it against torchvision on the inverted box.
 
     Args:
         feature: ``Tensor[H, W]``; default an 8x8 map whose every pixel holds its own ``x``
@@ -67,9 +72,9 @@ class RoIPoolVsAlignPanel(BlitPanel):
         self.ax_pool, self.ax_align, self.ax_curve = self.fig.subplots(
             1, 3, gridspec_kw={"width_ratios": [1, 1, 1.25]})
         p = self.output_size
-        for ax, title in ((self.ax_pool, "RoIPool: rounded, whole pixels"),
-                          (self.ax_align, "RoIAlign: exact bins, samples")):
-            viz.draw_feature_grid(self.feature, ax=ax, fontsize=7)
+        for ax, title in ((self.ax_pool, "RoIPool:\nrounded, whole pixels"),
+                          (self.ax_align, "RoIAlign, legacy aligned=False:\nexact bins, samples")):
+            viz.draw_feature_grid(self.feature, ax=ax, fontsize=8)
             ax.set_title(title, fontsize=10)
             ax.set_xlim(-1.5, w + 0.5)
             ax.set_ylim(h + 0.5, -1.5)
@@ -97,12 +102,20 @@ class RoIPoolVsAlignPanel(BlitPanel):
         return [self.pool_polys, self.pool_box, a.rect, a.lines, self.align_points, self.cursor,
                 self.curves["RoIPool"], self.curves["RoIAlign"], self.pool_dot, self.align_dot]
 
+    @staticmethod
+    def grown(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float, float, float]:
+        """The ordinary box that RoIPool and RoIAlign (``aligned=False``) treat exactly as ``(x1, y1, x2, y2)``:
+        ``(x1, y1, max(x1, x2), max(y1, y2))``. Both grow a box to at least one pixel from ``x1`` (``y1``),
+        RoIPool as ``max(round(x2) - round(x1) + 1, 1)``, RoIAlign as ``max(x2 - x1, 1)``."""
+        return x1, y1, max(x1, x2), max(y1, y2)
+
     def curve(self, x1: float, y1: float, x2: float, y2: float) -> tuple[Any, Any]:
         """Bin (0, 0) of RoIPool and RoIAlign for the box shifted right by each of :attr:`shifts`.
 
         Returns:
             ``(Tensor[S], Tensor[S])`` (float64).
         """
+        x1, y1, x2, y2 = self.grown(x1, y1, x2, y2)
         boxes = torch.tensor([[x1, y1, x2, y2]], dtype=torch.float64).repeat(len(self.shifts), 1)
         boxes[:, 0] += self.shifts
         boxes[:, 2] += self.shifts
@@ -113,29 +126,25 @@ class RoIPoolVsAlignPanel(BlitPanel):
         return pool, align
 
     def update(self, x1: float, y1: float, x2: float, y2: float, shift: float) -> dict[str, Any]:
-        problem = box_problem(x1, y1, x2, y2)
-        if problem:
-            for artist in self.dynamic():
-                artist.set_visible(False)
-            raise PanelMessage(problem)
-        for artist in self.dynamic():
-            artist.set_visible(True)
         h, w = self.feature.shape
         p = self.output_size
         x1, y1, x2, y2, shift = float(x1), float(y1), float(x2), float(y2), float(shift)
-        box = torch.tensor([x1 + shift, y1, x2 + shift, y2], dtype=torch.float64)
+        problem = box_problem(x1, y1, x2, y2)
+        gx1, gy1, gx2, gy2 = self.grown(x1, y1, x2, y2)
+        given = torch.tensor([x1 + shift, y1, x2 + shift, y2], dtype=torch.float64)
+        box = torch.tensor([gx1 + shift, gy1, gx2 + shift, gy2], dtype=torch.float64)
         f = self.feature[None, None]
         with one_thread():
             self.pool_bins = roi.roi_pool_bins(box, p, 1.0, h, w, dtype=torch.float64)
             self.pooled = roi.roi_pool(f, [box[None]], p, 1.0)[0, 0]
             self.aligned_out = roi.roi_align(f, [box[None]], p, 1.0, self.sampling_ratio, False)[0, 0]
-            s = roi.roi_sample_points(box, p, 1.0, self.sampling_ratio, False)
-        self.sampling = s
+            region, points = torchvision_sampling(given, p, self.sampling_ratio, False)
+        self.sampling_region = region
         self.pool_polys.set_verts(list(viz.cell_rectangles(self.pool_bins.bins)))
-        bx1, by1, bx2, by2 = (float(v) for v in box)
-        viz.move_rectangle(self.pool_box, box)
-        self.align_artists.set_box(sampled_box(s, p), p)
-        self.align_points.set_offsets(sample_points(s).numpy())
+        bx1, _, bx2, _ = (float(v) for v in given)
+        viz.move_rectangle(self.pool_box, given)
+        self.align_artists.set_box(region, p)
+        self.align_points.set_offsets(points.numpy())
         self.pool_curve, self.align_curve = self.curve(x1, y1, x2, y2)
         self.curves["RoIPool"].set_ydata(self.pool_curve.numpy())
         self.curves["RoIAlign"].set_ydata(self.align_curve.numpy())
@@ -147,6 +156,11 @@ class RoIPoolVsAlignPanel(BlitPanel):
                                    "RoIPool corners": f"({b.x1}, {b.y1}, {b.x2}, {b.y2})",
                                    "RoIPool bin (0, 0)": float(self.pooled[0, 0]),
                                    "RoIAlign bin (0, 0)": float(self.aligned_out[0, 0])}
+        if problem:
+            numbers["note"] = (f"{problem}. torchvision does not refuse it: RoIPool takes max(x2 - x1 + 1, 1) "
+                               "rounded pixels, RoIAlign (aligned=False) max(x2 - x1, 1), so both pool it as the box "
+                               f"({gx1 + shift:g}, {gy1:g}, {gx2 + shift:g}, {gy2:g}), widened to one pixel "
+                               "where it is empty.")
         numbers.update({f"RoIPool {k}": v for k, v in readout_rows(self.pooled).items()})
         numbers.update({f"RoIAlign {k}": v for k, v in readout_rows(self.aligned_out).items()})
         return numbers
