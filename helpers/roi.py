@@ -962,7 +962,8 @@ class _SparseWeightedGather(torch.autograd.Function):
         crow_t = torch.zeros(ctx.n_pix + 1, dtype=torch.long, device=col.device)
         crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n_pix), 0)
         w_t = _csr(crow_t, row[order], val[order], (ctx.n_pix, ctx.n_rows))
-        return w_t @ grad.contiguous(), None, None, None, None
+        with torch.autocast(grad.device.type, enabled=False):  # a backward() called under autocast: no bfloat16 CSR
+            return w_t @ grad.contiguous(), None, None, None, None
 
 
 class _FixedBagGather(torch.autograd.Function):
@@ -990,7 +991,8 @@ class _FixedBagGather(torch.autograd.Function):
         crow_t = torch.zeros(ctx.n_pix + 1, dtype=torch.long, device=col.device)
         crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n_pix), 0)
         w_t = _csr(crow_t, order // entries, w.reshape(-1)[order], (ctx.n_pix, n_bins))  # entry e is in bin e // entries
-        return w_t @ grad.contiguous(), None, None
+        with torch.autocast(grad.device.type, enabled=False):  # a backward() called under autocast: no bfloat16 CSR
+            return w_t @ grad.contiguous(), None, None
 
 
 def _coalesce(row: Tensor, col: Tensor, val: Tensor, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:

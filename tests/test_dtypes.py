@@ -220,3 +220,20 @@ def test_series_model_under_autocast_as_torchvisions():
     for e, a in zip(*detections):
         assert {k: v.dtype for k, v in a.items()} == {k: v.dtype for k, v in e.items()}
         assert all(torch.isfinite(v.float()).all() for v in a.values())
+
+
+@pytest.mark.parametrize("k", [4, 300])
+def test_roi_align_backward_called_under_autocast(k):
+    """torchvision's RoIAlign takes a backward() called inside the autocast block; so does ours (its
+    sparse products would otherwise be autocast to bfloat16, which MKL's CSR product refuses)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 64, 40, 40, generator=g)
+    rois = torch.cat([torch.randint(0, 2, (k, 1), generator=g).float(), dtype_table.random_boxes(k, g, 160, 80)], 1)
+    grads = []
+    for fn in (roi_align, ops.roi_align):
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fn(xi, rois, 7, 0.25, 2).square().sum().backward()
+        grads.append(xi.grad)
+    assert grads[0].dtype == grads[1].dtype == torch.float32
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)
