@@ -73,13 +73,14 @@ def check_encode_args(reference_boxes: Tensor, proposals: Tensor,
                       weights: Sequence[float] | Tensor = (1.0, 1.0, 1.0, 1.0)) -> tuple[float, float, float, float]:
     """The argument checks of :func:`encode_boxes`, in one call; returns the weights as four Python floats.
 
-    Checks, in this order: both are floating-point ``Tensor[N, 4]``; they have the same ``N`` and
-    dtype; every proposal has ``x2 > x1`` and ``y2 > y1`` (the deltas divide by its width and
+    Checks, in this order: both are floating-point ``Tensor[N, 4]``; they have the same ``N`` (their
+    dtypes may differ, as in torchvision: under autocast the proposals are bfloat16 and the ground truth
+    float32; the deltas then have the promoted dtype); every proposal has ``x2 > x1`` and ``y2 > y1`` (the deltas divide by its width and
     height); the weights (:func:`check_weights`). Raises ``TypeError`` / ``ValueError``.
     """
     check_boxes(reference_boxes, "reference_boxes")
     check_boxes(proposals, "proposals")
-    check_paired(reference_boxes, proposals, "reference_boxes", "proposals")
+    check_paired(reference_boxes, proposals, "reference_boxes", "proposals", dtype=False)
     check_boxes(proposals, "proposals", positive_size=True)
     return check_weights(weights)
 

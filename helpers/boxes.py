@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from helpers.checks import check_boxes, check_number, check_tensor
+from helpers.checks import check_boxes, check_number, check_tensor, kernel_dtype, upcast
 
-__all__ = ["box_area", "check_iou_args", "box_iou", "clip_boxes_to_image", "remove_small_boxes", "nms", "nms_loop", "batched_nms"]
+__all__ = ["box_area", "check_iou_args", "box_iou", "clip_boxes_to_image", "remove_small_boxes", "NMS_DTYPES", "nms_dtypes",
+           "nms", "nms_loop", "batched_nms"]
 
 NMS_BLOCK = 256
 """Boxes :func:`nms` walks per block: one IoU matrix within the block, one against the later boxes."""
@@ -40,24 +41,34 @@ def box_area(boxes: Tensor) -> Tensor:
         boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``.
 
     Returns:
-        Tensor[N]
+        Tensor[N]: in the dtype of ``upcast(boxes)`` (:func:`helpers.checks.upcast`, as torchvision):
+        float16 / bfloat16 boxes give float32 areas, int8 / uint8 / int16 boxes int32 areas, so that
+        a 300 x 300 float16 box has area 90000, not ``inf``.
     """
-    check_boxes(boxes, "boxes", floating=False)
+    boxes = upcast(check_boxes(boxes, "boxes", floating=False))
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
-def check_iou_args(boxes1: Tensor, boxes2: Tensor) -> None:
-    """The argument checks of :func:`box_iou`: ``boxes1`` and ``boxes2`` are floating-point
-    ``Tensor[N, 4]`` and ``Tensor[M, 4]`` (``boxes1`` checked first); ``TypeError`` / ``ValueError`` otherwise."""
-    check_boxes(boxes1, "boxes1")
-    check_boxes(boxes2, "boxes2")
+def check_iou_args(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
+    """The argument checks of :func:`box_iou`: ``boxes1`` and ``boxes2`` are ``Tensor[N, 4]`` and
+    ``Tensor[M, 4]`` of real numbers (``boxes1`` checked first); ``TypeError`` / ``ValueError`` otherwise.
+
+    Returns both upcast as torchvision upcasts them (:func:`helpers.checks.upcast`: float16 / bfloat16
+    -> float32, small integers -> int32), so that no area or intersection overflows. torchvision
+    subtracts float16 corners before upcasting the intersection's sides; upcasting first, as here,
+    is exact where that rounds (the two differ by at most float16's rounding of a side)."""
+    for b, name in ((boxes1, "boxes1"), (boxes2, "boxes2")):
+        check_boxes(b, name, floating=False)
+        if b.dtype == torch.bool or b.is_complex():
+            raise TypeError(f"{name} must hold real numbers (floating point or integer), got {b.dtype}")
+    return upcast(boxes1), upcast(boxes2)
 
 
 # @export notebooks/05_rpn.ipynb: box_iou (edit the notebook; tools/nb.py export writes this)
 def box_iou(boxes1, boxes2):
     """Intersection over union of every pair, inter / (area1 + area2 - inter): boxes1[N, 4], boxes2[M, 4]
     -> [N, M]. torchvision's arithmetic in its order (equal to the last bit), one coordinate at a time."""
-    check_iou_args(boxes1, boxes2)
+    boxes1, boxes2 = check_iou_args(boxes1, boxes2)                                 # checked; half -> float32
     x1, y1, x2, y2 = boxes1.unbind(dim=1)                                              # [N] each
     u1, v1, u2, v2 = boxes2.unbind(dim=1)                                              # [M] each
     w = torch.minimum(x2[:, None], u2[None, :]) - torch.maximum(x1[:, None], u1[None, :])   # [N, M]: overlap in x
@@ -120,7 +131,9 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     and no step of the walk is a tensor operation.
 
     Args:
-        boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``, floating point.
+        boxes (Tensor[N, 4]): ``(x1, y1, x2, y2)``, float32 or float64 (float16 too on CUDA); any
+            floating dtype under ``torch.autocast`` (computed in float32). Others are refused, as
+            torchvision refuses them (see :func:`nms_dtypes`).
         scores (Tensor[N]): same dtype as ``boxes``, no NaN.
         iou_threshold (float): boxes overlapping a kept box by more than this are dropped.
 
@@ -130,6 +143,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     check_boxes(boxes, "boxes")
     if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
         raise ValueError(f"scores must be a Tensor[N] with N = {boxes.shape[0]} (one per box)")
+    boxes, scores = nms_dtypes(boxes, scores)
     if scores.dtype != boxes.dtype:
         raise TypeError(f"scores and boxes must have the same dtype, got {scores.dtype} and {boxes.dtype}")
     if bool(torch.isnan(scores).any()):
@@ -166,6 +180,19 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
             hit = (box_iou(b[kept_idx], b[rest]) > above).any(dim=0)              # [L]
             alive[rest[hit]] = False
     return order[torch.cat(keep)]
+
+
+NMS_DTYPES = {"cpu": (torch.float32, torch.float64), "cuda": (torch.float32, torch.float64, torch.float16)}
+"""The dtypes torchvision's NMS kernels accept on each device (its CPU kernel refuses float16)."""
+
+
+def nms_dtypes(boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """``boxes`` and ``scores`` in the dtype torchvision's ``nms`` computes in: their own where its
+    kernel takes it (:data:`NMS_DTYPES`), float32 under ``torch.autocast`` (its autocast wrapper casts
+    every floating dtype but float64 to float32), else a ``TypeError`` naming the argument."""
+    b = kernel_dtype(boxes, "boxes", "nms", NMS_DTYPES, ("cpu", "cuda"))
+    s = kernel_dtype(scores, "scores", "nms", NMS_DTYPES, ("cpu", "cuda"))
+    return boxes.to(b), scores.to(s)
 
 
 def _greedy_walk(over: np.ndarray) -> np.ndarray:
@@ -250,6 +277,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
 
     Args:
         boxes (Tensor[N, 4]), scores (Tensor[N]), idxs (Tensor[N] integer): category per box.
+            Dtypes as :func:`nms`; float16 (CUDA, or under autocast) is computed in float32.
         iou_threshold (float).
 
     Returns:
@@ -259,6 +287,12 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     if not isinstance(idxs, Tensor) or idxs.dim() != 1 or idxs.shape[0] != boxes.shape[0]:
         raise ValueError(f"idxs must be a Tensor[N] with N = {boxes.shape[0]} (one category per box)")
     check_tensor(idxs, "idxs", floating=False)
+    if not isinstance(scores, Tensor):
+        raise ValueError(f"scores must be a Tensor[N] with N = {boxes.shape[0]} (one per box)")
+    # the dtype rule of nms, applied before the coordinate trick, and float16 (CUDA) shifted in float32:
+    # torchvision shifts float16 boxes in float16, where c * (max + 1) loses the boxes' digits or overflows
+    boxes, scores = nms_dtypes(boxes, scores)
+    boxes, scores = upcast(boxes), upcast(scores)
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 100_000):

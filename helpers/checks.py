@@ -31,6 +31,8 @@ __all__ = [
     "check_size",
     "check_paired",
     "check_indices",
+    "upcast",
+    "kernel_dtype",
 ]
 
 T = TypeVar("T")
@@ -239,3 +241,42 @@ def check_indices(value: Any, name: str, size: int, *, length: int | None = None
         raise ValueError(f"{name} must lie in [0, {size}) (one of the {size} {of}), "
                          f"got values from {int(t.min())} to {int(t.max())}")
     return t
+
+
+# -- dtypes: torchvision's rules, in one place ----------------------------------------------------
+def upcast(t: Tensor) -> Tensor:
+    """``t`` in a dtype whose products do not overflow, as torchvision's ``ops.boxes._upcast``:
+    float16 / bfloat16 -> float32, int8 / uint8 / int16 -> int32; float32, float64, int32, int64 as they are.
+
+    torchvision (and :func:`helpers.boxes.box_area` / :func:`helpers.boxes.box_iou`) upcast boxes with it
+    before multiplying: a 300 x 300 box has area 90000, above float16's largest number (65504).
+    """
+    if t.is_floating_point():
+        return t if t.dtype in (torch.float32, torch.float64) else t.float()
+    return t if t.dtype in (torch.int32, torch.int64) else t.int()
+
+
+_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+def kernel_dtype(t: Tensor, name: str, op: str, native: dict[str, tuple[torch.dtype, ...]],
+                 autocast_devices: tuple[str, ...]) -> torch.dtype:
+    """The dtype torchvision's ``op`` computes ``t`` in on ``t``'s device, or a ``TypeError`` where it refuses.
+
+    torchvision's C++ kernels accept the ``native`` dtypes of each device type (``{"cpu": (float32,
+    float64), ...}``); under ``torch.autocast`` for a device in ``autocast_devices`` (where torchvision
+    registers an autocast wrapper for ``op``), every floating dtype but float64 is computed in float32
+    (and, for ops that return features, cast back by the caller). Everything else is refused, as
+    torchvision refuses it, with a message that names the argument, the dtypes allowed and the way out.
+    """
+    device = t.device.type
+    if device in autocast_devices and torch.is_autocast_enabled(device) and t.is_floating_point():
+        return t.dtype if t.dtype == torch.float64 else torch.float32
+    allowed = native.get(device, native.get("cpu", ()))
+    if t.dtype in allowed:
+        return t.dtype
+    names = ", ".join(_NAMES.get(d, str(d)) for d in allowed)
+    hint = (f"; or call it under torch.autocast({device!r}), which computes in float32 as torchvision does"
+            if device in autocast_devices and t.is_floating_point() else f"; cast it, e.g. {name}.float()")
+    raise TypeError(f"{name} must be {names} on {device} (torchvision's {op} refuses {t.dtype} there too), "
+                    f"got {t.dtype}{hint}")

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from helpers.checks import check_boxes, check_hw, check_int, check_number, check_size
+from helpers.checks import check_boxes, check_hw, check_int, check_number, check_size, upcast
 from helpers.roi import roi_align
 
 __all__ = [
@@ -93,7 +93,7 @@ def box_sides(boxes: Tensor | Sequence[Tensor]) -> Tensor:
         Tensor[K]: ``sqrt((x2 - x1) * (y2 - y1))`` in the dtype of ``boxes`` (same arithmetic as
         torchvision's ``box_area`` followed by ``sqrt``).
     """
-    b = _concat_boxes(boxes)
+    b = upcast(_concat_boxes(boxes))                                              # half -> float32, as box_area
     return torch.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))                 # [K]
 
 
@@ -111,7 +111,7 @@ def raw_levels(boxes: Tensor | Sequence[Tensor], canonical_scale: float = 224, c
         eps (float): added after the ``log2``, as in torchvision (see the module docstring).
 
     Returns:
-        Tensor[K]: floating point, the dtype of ``boxes``.
+        Tensor[K]: floating point, the dtype of ``boxes`` (float32 for float16 / bfloat16 boxes).
     """
     s0 = check_number(canonical_scale, "canonical_scale", 0.0, minimum_open=True)
     k0 = check_int(canonical_level, "canonical_level")
@@ -132,7 +132,7 @@ def check_level_args(boxes: Tensor | Sequence[Tensor], k_min: int = 2, k_max: in
 
     Returns:
         ``(boxes, k_min, k_max, canonical_scale, canonical_level, eps)``: ``boxes`` as one
-        ``Tensor[K, 4]`` (a list concatenated), the rest as Python numbers.
+        ``Tensor[K, 4]`` (a list concatenated; float16 / bfloat16 upcast to float32), the rest as Python numbers.
     """
     k_min, k_max = check_int(k_min, "k_min"), check_int(k_max, "k_max")
     if k_min > k_max:
@@ -140,7 +140,8 @@ def check_level_args(boxes: Tensor | Sequence[Tensor], k_min: int = 2, k_max: in
     s0 = check_number(canonical_scale, "canonical_scale", 0.0, minimum_open=True)
     k0 = check_int(canonical_level, "canonical_level")
     eps = check_number(eps, "eps", 0.0)
-    return _concat_boxes(boxes), k_min, k_max, s0, k0, eps
+    # upcast as torchvision's LevelMapper (via box_area): a float16 area above 65504 would be inf
+    return upcast(_concat_boxes(boxes)), k_min, k_max, s0, k0, eps
 
 
 # @export notebooks/04_backbone_fpn.ipynb: map_levels (edit the notebook; tools/nb.py export writes this)

@@ -67,6 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from helpers.checks import kernel_dtype
+
 __all__ = [
     "BilinearWeights",
     "RoIAlignSampling",
@@ -104,6 +106,26 @@ CHUNK_ELEMENTS = 1 << 24
 # Below this many multiply-adds (sparse entries x channels) RoIAlign gathers with F.embedding_bag,
 # above it with a CSR sparse matmul (see _weighted_gather and benchmarks/bench_roi_align.py).
 CSR_MIN_WORK = 1 << 21
+
+
+# The dtypes torchvision's RoIAlign / RoIPool kernels accept (CPU and CUDA). float16 is computed here in
+# float32 and cast back (more exact than torchvision's float16 kernel, see benchmarks/dtype_table.py);
+# bfloat16 only under torch.autocast, whose wrapper computes in float32 (roi_align on CPU and CUDA,
+# roi_pool on CUDA only), as in torchvision.
+ROI_DTYPES = {"cpu": (torch.float32, torch.float64, torch.float16), "cuda": (torch.float32, torch.float64, torch.float16)}
+
+
+def _float32_entry(input: Tensor, op: str, autocast_devices: tuple[str, ...]) -> Tensor | None:
+    """The dtype rule at the entry of :func:`roi_align` / :func:`roi_pool`: refuse what torchvision
+    refuses (see :func:`helpers.checks.kernel_dtype`). Returns ``None`` when ``input`` can be computed
+    as it is (float32 / float64, autocast off), else the input to compute with (float16 / bfloat16 as
+    float32): the caller then calls itself on it with autocast off (else autocast would run the sparse
+    matmul in bfloat16) and casts the result back to ``input.dtype``."""
+    _check_input(input)
+    kernel_dtype(input, "input", op, ROI_DTYPES, autocast_devices)
+    if input.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(input.device.type):
+        return None
+    return input if input.dtype in (torch.float32, torch.float64) else input.float()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,7 +193,7 @@ def _check_input(input: Tensor) -> None:
         )
     if not input.is_floating_point():
         raise TypeError(
-            f"input must be a floating-point tensor (float32 or float64), got dtype {input.dtype}"
+            f"input must be a floating-point tensor (float32, float64 or float16), got dtype {input.dtype}"
         )
     if input.shape[2] < 1 or input.shape[3] < 1:
         raise ValueError(f"input must have H >= 1 and W >= 1, got shape {tuple(input.shape)}")
@@ -940,7 +962,8 @@ class _SparseWeightedGather(torch.autograd.Function):
         crow_t = torch.zeros(ctx.n_pix + 1, dtype=torch.long, device=col.device)
         crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n_pix), 0)
         w_t = _csr(crow_t, row[order], val[order], (ctx.n_pix, ctx.n_rows))
-        return w_t @ grad.contiguous(), None, None, None, None
+        with torch.autocast(grad.device.type, enabled=False):  # a backward() called under autocast: no bfloat16 CSR
+            return w_t @ grad.contiguous(), None, None, None, None
 
 
 class _FixedBagGather(torch.autograd.Function):
@@ -968,7 +991,8 @@ class _FixedBagGather(torch.autograd.Function):
         crow_t = torch.zeros(ctx.n_pix + 1, dtype=torch.long, device=col.device)
         crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n_pix), 0)
         w_t = _csr(crow_t, order // entries, w.reshape(-1)[order], (ctx.n_pix, n_bins))  # entry e is in bin e // entries
-        return w_t @ grad.contiguous(), None, None
+        with torch.autocast(grad.device.type, enabled=False):  # a backward() called under autocast: no bfloat16 CSR
+            return w_t @ grad.contiguous(), None, None
 
 
 def _coalesce(row: Tensor, col: Tensor, val: Tensor, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -1233,8 +1257,9 @@ def roi_align(
     respect to ``input``; not with respect to ``boxes`` (torchvision gives no box gradient either).
 
     Args:
-        input (Tensor[N, C, H, W]): feature maps, floating point (float16/bfloat16 are computed in
-            float32 and cast back).
+        input (Tensor[N, C, H, W]): feature maps, float32, float64 or float16 (computed in float32 and
+            cast back); bfloat16 only under ``torch.autocast`` (computed in float32, cast back), as in
+            torchvision, which refuses bfloat16 otherwise.
         boxes (Tensor[K, 5] or list of Tensor[L, 4]): ``(x1, y1, x2, y2)`` boxes in image coordinates,
             with the batch index as first column, or one tensor per image (the list must have N
             entries). Need ``x2 >= x1``, ``y2 >= y1``, finite values. They are cast to ``input``'s
@@ -1249,6 +1274,10 @@ def roi_align(
     Returns:
         Tensor[K, C, PH, PW]: the pooled features, K = number of boxes (may be 0).
     """
+    x = _float32_entry(input, "roi_align", ("cpu", "cuda"))
+    if x is not None:                                    # float16 / bfloat16, or autocast on: float32, autocast off
+        with torch.autocast(input.device.type, enabled=False):
+            return roi_align(x, boxes, output_size, spatial_scale, sampling_ratio, aligned).to(input.dtype)
     rois, ph, pw, scale, sr, al = check_roi_args(
         input, boxes, output_size, spatial_scale, sampling_ratio, aligned
     )
@@ -1273,6 +1302,10 @@ def roi_align_max(
 
     Args and Returns: as :func:`roi_align`.
     """
+    x = _float32_entry(input, "roi_align", ("cpu", "cuda"))
+    if x is not None:                                    # float16 / bfloat16, or autocast on: float32, autocast off
+        with torch.autocast(input.device.type, enabled=False):
+            return roi_align_max(x, boxes, output_size, spatial_scale, sampling_ratio, aligned).to(input.dtype)
     rois, ph, pw, scale, sr, al = check_roi_args(
         input, boxes, output_size, spatial_scale, sampling_ratio, aligned
     )
@@ -1468,7 +1501,9 @@ def roi_pool(
     See :func:`roi_pool_bins` for one box's bins.
 
     Args:
-        input (Tensor[N, C, H, W]): feature maps (floating point).
+        input (Tensor[N, C, H, W]): feature maps, float32, float64 or float16 (computed in float32 and
+            cast back: a maximum is exact in any dtype); bfloat16 is refused on the CPU, even under
+            ``torch.autocast``, as torchvision refuses it (its autocast wrapper is CUDA-only).
         boxes (Tensor[K, 5] or list of Tensor[L, 4]): as in :func:`roi_align`.
         output_size (int or (int, int)): ``(PH, PW)``.
         spatial_scale (float): image -> feature-map scale. Default 1.0.
@@ -1476,6 +1511,10 @@ def roi_pool(
     Returns:
         Tensor[K, C, PH, PW]
     """
+    x = _float32_entry(input, "roi_pool", ("cuda",))
+    if x is not None:                                    # float16 (bfloat16 under CUDA autocast): float32
+        with torch.autocast(input.device.type, enabled=False):
+            return roi_pool(x, boxes, output_size, spatial_scale).to(input.dtype)
     rois, ph, pw, scale, _, _ = check_roi_args(input, boxes, output_size, spatial_scale)
     n, c, height, width = input.shape
     k_count = rois.shape[0]

@@ -125,8 +125,11 @@ def test_errors_encode():
         encode_boxes(good, torch.tensor([[0, 0, 4, 4]]))
     with pytest.raises(ValueError, match="same number of rows"):
         encode_boxes(good, torch.zeros(2, 4))
-    with pytest.raises(TypeError, match="same dtype"):
-        encode_boxes(good, good.double())
+    # mixed dtypes are promoted, as torchvision promotes them (autocast: bfloat16 proposals, float32 targets)
+    tv = TVBoxCoder((1.0, 1.0, 1.0, 1.0))
+    for ref, prop in ((good, good.double() + 0.5), (good + 0.3, good.bfloat16()), (good.bfloat16() + 1, good)):
+        ours, theirs = encode_boxes(ref, prop), tv.encode_single(ref, prop)
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
     with pytest.raises(ValueError, match=r"proposals must have x2 > x1 and y2 > y1.*row 0"):
         encode_boxes(good, torch.tensor([[0.0, 0.0, 0.0, 4.0]]))
 
