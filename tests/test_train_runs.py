@@ -361,8 +361,13 @@ def test_coco_init_offline_fails_at_once_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("MASKRCNN_SBS_OFFLINE", "1")
     expected = tmp_path / "torch" / "hub" / "checkpoints" / coco_weights().url.rsplit("/", 1)[1]
-    with pytest.raises(FileNotFoundError) as exc:
-        train(_tiny(tmp_path, init="coco", name="ft"))
+    old_hub = torch.hub.get_dir()  # an earlier torch.hub.set_dir (another test) would override TORCH_HOME
+    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
+    try:
+        with pytest.raises(FileNotFoundError) as exc:
+            train(_tiny(tmp_path, init="coco", name="ft"))
+    finally:
+        torch.hub.set_dir(old_hub)
     assert str(expected) in str(exc.value) and "Nothing was written" in str(exc.value)
     assert not (tmp_path / "runs").exists() and not expected.exists()
 
