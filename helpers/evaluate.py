@@ -43,6 +43,15 @@ IOU_TYPES: tuple[str, ...] = ("segm", "bbox")
 """The COCOeval IoU types this module evaluates."""
 
 
+def _check_run_args(model: Any, dataset: Any, batch_size: Any) -> int:
+    """The checks :func:`predict` and :func:`stream_results` share; returns ``batch_size`` as an int."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(f"dataset must be a sized sequence of (image, target) pairs, got {type(dataset).__name__}")
+    return check_int(batch_size, "batch_size", minimum=1)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str, Any]]], batch_size: int = 16,
             device: str | torch.device = "cpu", progress: bool = False) -> list[dict[str, Tensor]]:
@@ -60,11 +69,7 @@ def predict(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str, Any]]
         ``labels`` ``Tensor[D]``, ``scores`` ``Tensor[D]`` and, for Mask R-CNN, ``masks``
         ``Tensor[D, 1, H, W]`` (pasted probabilities in ``[0, 1]``).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset must be a sized sequence of (image, target) pairs, got {type(dataset).__name__}")
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    batch_size = _check_run_args(model, dataset, batch_size)
     was_training = model.training
     model.eval()
     outputs: list[dict[str, Tensor]] = []
@@ -225,11 +230,7 @@ def stream_results(model: nn.Module, dataset: Sequence[tuple[Tensor, Mapping[str
     Returns:
         ``{"bbox": [...], "segm": [...]}`` as :func:`to_coco_results` returns.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset must be a sized sequence of (image, target) pairs, got {type(dataset).__name__}")
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    batch_size = _check_run_args(model, dataset, batch_size)
     was_training = model.training
     model.eval()
     results: dict[str, list[dict[str, Any]]] = {"bbox": [], "segm": []}

@@ -280,6 +280,19 @@ def _error_rgba(codes: np.ndarray) -> np.ndarray:
     return layer
 
 
+def _mask_pairs(predicted: ArrayLike, other: ArrayLike, labels: Sequence[int] | ArrayLike, other_name: str,
+                shape: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``predicted`` and ``other`` as equal-shape 3-D arrays and ``labels`` as one int per mask (checked)."""
+    pred, other_array = as_numpy(predicted, "predicted"), as_numpy(other, other_name)
+    if pred.ndim != 3 or pred.shape != other_array.shape:
+        raise ValueError(f"predicted and {other_name} must both be {shape}, got {tuple(pred.shape)} and "
+                         f"{tuple(other_array.shape)}")
+    label_list = [int(v) for v in as_numpy(labels, "labels").reshape(-1)]
+    if len(label_list) != pred.shape[0] or pred.shape[0] == 0:
+        raise ValueError(f"labels must have one entry per mask ({pred.shape[0]}), got {len(label_list)}")
+    return pred, other_array, label_list
+
+
 def draw_mask_pairs(predicted: ArrayLike, targets: ArrayLike, labels: Sequence[int] | ArrayLike,
                     names: Sequence[str], axes: Any = None, *, threshold: float = 0.5) -> dict[str, Any]:
     """Predicted ``M x M`` mask probabilities (top row) above their ``M x M`` targets (bottom row),
@@ -297,13 +310,8 @@ def draw_mask_pairs(predicted: ArrayLike, targets: ArrayLike, labels: Sequence[i
     Returns:
         ``{"predicted": [AxesImage], "targets": [AxesImage], "ious": ndarray[P], "colorbar": Colorbar}``.
     """
-    pred, targ = as_numpy(predicted, "predicted"), as_numpy(targets, "targets")
-    if pred.ndim != 3 or pred.shape != targ.shape:
-        raise ValueError(f"predicted and targets must both be [P, M, M], got {tuple(pred.shape)} and {tuple(targ.shape)}")
-    label_list = [int(v) for v in as_numpy(labels, "labels").reshape(-1)]
+    pred, targ, label_list = _mask_pairs(predicted, targets, labels, "targets", "[P, M, M]")
     n = pred.shape[0]
-    if len(label_list) != n or n == 0:
-        raise ValueError(f"labels must have one entry per mask ({n}), got {len(label_list)}")
     if axes is None:
         fig, axes = plt.subplots(2, n, figsize=(1.9 * n + 0.9, 4.3), squeeze=False)
     grid = np.asarray(axes, dtype=object).reshape(2, -1)
@@ -357,14 +365,8 @@ def draw_mask_errors(image: ArrayLike, predicted: ArrayLike, truth: ArrayLike, l
         ``{"codes": [int64 [H, W]] * N, "counts": [{"hit", "missed", "extra"}] * N, "ious": ndarray[N],
         "overlays": [AxesImage] * N}``.
     """
-    pred = as_numpy(predicted, "predicted")
-    true = as_numpy(truth, "truth")
-    if pred.ndim != 3 or pred.shape != true.shape:
-        raise ValueError(f"predicted and truth must both be [N, H, W], got {tuple(pred.shape)} and {tuple(true.shape)}")
-    label_list = [int(v) for v in as_numpy(labels, "labels").reshape(-1)]
+    pred, true, label_list = _mask_pairs(predicted, truth, labels, "truth", "[N, H, W]")
     n = pred.shape[0]
-    if len(label_list) != n or n == 0:
-        raise ValueError(f"labels must have one entry per mask ({n}), got {len(label_list)}")
     if axes is None:
         _, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.9))
     axes = _axes_list(axes, n, "one per object")
