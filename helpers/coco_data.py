@@ -234,8 +234,20 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
 
     def _mask(self, ann: Mapping[str, Any], height: int, width: int) -> np.ndarray:
         """The annotation's mask ``uint8[H, W]`` (polygons and RLE decoded by pycocotools)."""
-        if not ann.get("segmentation"):
+        seg = ann.get("segmentation")
+        if not seg:
             return np.zeros((height, width), np.uint8)
+        if isinstance(seg, Mapping):  # RLE: pycocotools would leave the pixels past short counts undefined
+            where = f"annotation {ann.get('id')} (image {ann.get('image_id')})"
+            size = [int(v) for v in seg.get("size", ())]
+            if size != [height, width]:
+                raise ValueError(f"{where}: RLE size {seg.get('size')} differs from the image's [height, width] "
+                                 f"= [{height}, {width}]")
+            counts = seg.get("counts")
+            if isinstance(counts, (list, tuple)) and sum(int(c) for c in counts) != height * width:
+                raise ValueError(f"{where}: uncompressed RLE counts sum to {sum(int(c) for c in counts)}, but "
+                                 f"must sum to height * width = {height * width} (every pixel, column by column, "
+                                 f"starting with a run of 0s)")
         with warnings.catch_warnings():  # pycocotools 2.0.x's decode trips numpy 2's __array__ deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
             return np.ascontiguousarray(self.coco.annToMask(ann))

@@ -203,8 +203,9 @@ def _messy_coco(folder):
             else:
                 flat = mask.flatten(order="F")
                 change = np.flatnonzero(np.diff(np.r_[0, flat, 0]))
-                counts = np.diff(np.r_[0, change]).tolist()
-                seg = {"size": [h, w], "counts": counts if flat[0] == 0 else [0, *counts]}  # uncompressed RLE
+                counts = np.diff(np.r_[0, change, flat.size]).tolist()  # runs from a 0-run; they sum to H*W
+                assert flat[0] == 0 and sum(counts) == h * w
+                seg = {"size": [h, w], "counts": counts}  # uncompressed RLE
             anns.append({"category_id": cat, "bbox": [x0, y0, bw, bh], "area": float(bw * bh), "iscrowd": 0,
                          "segmentation": seg})
         if k == 1:  # a crowd region (left out of the targets, as torchvision's reference does)
@@ -241,6 +242,17 @@ def test_messy_coco_folder_loads_exif_upright(tmp_path):
             for mask, label in zip(target["masks"], target["labels"]):
                 inside = image[:, mask.bool()].mean(1)
                 assert inside[0] > 0.7, (k, int(label))
+    short = json.loads(json_path.read_text())  # an uncompressed RLE whose counts stop early: refused, by name
+    rle = next(a for a in short["annotations"] if isinstance(a["segmentation"].get("counts") if
+                                                               isinstance(a["segmentation"], dict) else None, list))
+    rle["segmentation"]["counts"] = rle["segmentation"]["counts"][:-1]
+    (tmp_path / "short.json").write_text(json.dumps(short))
+    with pytest.raises(ValueError, match=rf"annotation {rle['id']} .*counts sum to .* must sum to height \* width"):
+        CocoInstanceDataset(images_dir, tmp_path / "short.json")[0]
+    rle["segmentation"]["size"] = [1, 1]
+    (tmp_path / "short.json").write_text(json.dumps(short))
+    with pytest.raises(ValueError, match=r"RLE size \[1, 1\] differs from the image's"):
+        CocoInstanceDataset(images_dir, tmp_path / "short.json")[0]
     with pytest.raises(ValueError, match="cannot be read as an image"):
         (tmp_path / "bad.png").write_text("not an image")
         read_image(tmp_path / "bad.png")
