@@ -326,6 +326,12 @@ class SeriesMaskRCNN(nn.Module):
 
     Attributes:
         shapes_config: the config (as on :func:`helpers.model.build_model`'s models).
+        global_batch_losses: ``False`` (the default): each loss is the mean over this call's batch.
+            ``True`` when each process of ``DistributedDataParallel`` runs this model on its share of a
+            global batch (``helpers.train`` sets it under ``torchrun``): the losses are normalised by the
+            global batch's counts (:meth:`share_of_global_batch`), so that DDP's gradients and the
+            logged losses are those of one process with the whole batch. Needs an initialised
+            ``torch.distributed`` process group.
     """
 
     def __init__(self, config: ShapesModelConfig) -> None:
@@ -351,6 +357,7 @@ class SeriesMaskRCNN(nn.Module):
             pre_nms_top_n={"training": config.rpn_pre_nms_top_n_train, "testing": config.rpn_pre_nms_top_n_test},
             post_nms_top_n={"training": config.rpn_post_nms_top_n_train, "testing": config.rpn_post_nms_top_n_test})
         self.roi_heads = roi_heads
+        self.global_batch_losses = False  # set by helpers.train under DistributedDataParallel
 
     # -- the steps, top to bottom ----------------------------------------------------------------
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
@@ -374,8 +381,11 @@ class SeriesMaskRCNN(nn.Module):
             mask_logits = self.mask_branch(features, positives, batch.image_sizes)
             loss_mask = maskrcnn_loss(mask_logits, positives, [t["masks"] for t in targets],
                                       [t["labels"] for t in targets], positive_idxs)
-            return {**rpn_losses, "loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg,
-                    "loss_mask": loss_mask}
+            losses = {**rpn_losses, "loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg,
+                      "loss_mask": loss_mask}
+            if self.global_batch_losses:  # several processes (DDP, notebook 09): normalised by the global counts
+                losses = self.share_of_global_batch(losses, labels, positives)
+            return losses
         # 06 box head: score and refine every proposal, then per-class NMS
         class_logits, box_regression = self.box_branch(features, proposals, batch.image_sizes)
         boxes, scores, labels = self.detect(class_logits, box_regression, proposals, batch.image_sizes)
@@ -428,6 +438,44 @@ class SeriesMaskRCNN(nn.Module):
         """04 + 07: 14 x 14 pooled features -> four 3x3 convs -> 2x up -> mask logits ``[R, K, 28, 28]``."""
         heads = self.roi_heads
         return heads.mask_predictor(heads.mask_head(self.pool(features, boxes, image_sizes, 14)))
+
+    def share_of_global_batch(self, losses: dict[str, Tensor], labels: list[Tensor], positives: list[Tensor]
+                              ) -> dict[str, Tensor]:
+        """Under DistributedDataParallel: each loss rescaled from this process's mean to its share of the global batch's.
+
+        Each loss is a mean: a sum over this process's ``n`` items divided by ``n``; the items are the
+        anchors the RPN sampled (``loss_objectness``, ``loss_rpn_box_reg``), the RoIs sampled for the box
+        head (``loss_classifier``, ``loss_box_reg``) and the positive RoIs (``loss_mask``, whose mean is
+        over their ``n * 28 * 28`` pixels). One process with the whole batch divides the sum over all
+        the processes' items by their global count ``N``, while DDP *averages* the processes' gradients
+        (it divides their sum by the number of processes ``W``). So each process returns
+
+            ``mean * n / N * W``  (= its sum / ``N`` * ``W``),
+
+        and DDP's average of these, and of their gradients, is the single process's. The three counts
+        are summed over the processes with one ``all_reduce`` per step (no gradient); ``N = 0`` (no
+        positive RoI anywhere) leaves the zero mask loss at zero.
+
+        Args:
+            losses: the five losses, each a mean over this process's items.
+            labels: the sampled RoIs' labels, one ``Tensor[R_i]`` per image (the box head's items).
+            positives: the positive RoIs, one ``Tensor[P_i, 4]`` per image (the mask head's items).
+
+        Returns:
+            The five losses, rescaled; their mean over the processes is the global batch's loss.
+        """
+        import torch.distributed as dist
+
+        world = dist.get_world_size()
+        items = {"loss_objectness": 0, "loss_rpn_box_reg": 0, "loss_classifier": 1, "loss_box_reg": 1, "loss_mask": 2}
+        device = losses["loss_mask"].device
+        local = torch.stack([self.rpn.num_sampled_anchors.to(device, torch.float64),
+                             torch.tensor(float(sum(len(lab) for lab in labels)), dtype=torch.float64, device=device),
+                             torch.tensor(float(sum(len(p) for p in positives)), dtype=torch.float64, device=device)])
+        total = local.clone()
+        dist.all_reduce(total)  # [3]: the global counts N
+        scale = (local * world / total.clamp(min=1)).to(torch.float32)  # n / N * W for each kind of item
+        return {name: loss * scale[items[name]] for name, loss in losses.items()}
 
     # -- argument checks ---------------------------------------------------------------------------
     def check_inputs(self, images: Any, targets: Any) -> list[tuple[int, int]]:

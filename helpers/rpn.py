@@ -504,6 +504,12 @@ class RegionProposalNetwork(nn.Module):
 
     ``forward(images, features, targets=None)`` returns ``(boxes per image, losses)``; the losses
     dict (``loss_objectness``, ``loss_rpn_box_reg``) is empty outside training.
+
+    Attributes:
+        num_sampled_anchors: after a training ``forward``, the number of anchors sampled over the batch
+            (positives and negatives), the count both losses divide by (``Tensor[]`` int64 on the
+            anchors' device). :class:`helpers.maskrcnn.SeriesMaskRCNN` reads it to normalise its losses
+            by the global batch under DistributedDataParallel.
     """
 
     def __init__(self, anchor_generator: nn.Module, head: nn.Module, fg_iou_thresh: float = 0.7,
@@ -528,6 +534,7 @@ class RegionProposalNetwork(nn.Module):
         self.nms_thresh = check_number(nms_thresh, "nms_thresh")
         self.score_thresh = check_number(score_thresh, "score_thresh")
         self.min_size = 1e-3
+        self.num_sampled_anchors: Tensor | None = None
 
     def pre_nms_top_n(self) -> int:
         return self._pre_nms_top_n["training" if self.training else "testing"]
@@ -557,4 +564,6 @@ class RegionProposalNetwork(nn.Module):
             pos, neg = sample_balanced(labels, self.batch_size_per_image, self.positive_fraction)
             loss_objectness, loss_box = rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, pos, neg)
             losses = {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_box}
+            # the count both losses divide by (SeriesMaskRCNN reads it under DDP: see its share_of_global_batch)
+            self.num_sampled_anchors = sum(p.sum() + n.sum() for p, n in zip(pos, neg))
         return boxes, losses

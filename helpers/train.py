@@ -92,6 +92,7 @@ from torch import Tensor, nn
 from helpers.checks import check_bool, check_choice, check_int, check_number
 from helpers.evaluate import (coco_evaluate, coco_evaluate_per_class, evaluate, format_metrics_table,
                               format_per_class_table, stream_results)
+from helpers.maskrcnn import SeriesMaskRCNN
 from helpers.model import IMPLEMENTATIONS, ShapesModelConfig, build_model, count_parameters, save_checkpoint
 from helpers.project import ROOT, SHAPES_CHECKPOINT, SHAPES_TRAIN_LOG
 
@@ -939,6 +940,10 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
         trained = nn.parallel.DistributedDataParallel(
             convert_batchnorm(model, device.type == "cuda"), device_ids=[local_rank] if device.type == "cuda" else None)
         model = trained.module
+        # the series' model normalises its losses by the global batch's counts (SeriesMaskRCNN.share_of_global_batch);
+        # torchvision's assembly keeps each process's means, as torchvision's own reference scripts do
+        if isinstance(model, SeriesMaskRCNN):
+            model.global_batch_losses = True
 
     def save_state(state: dict[str, Any]) -> None:
         state.update(train_config=asdict(cfg), model_config=mcfg.to_dict(), impl=impl, command=command)
@@ -949,6 +954,8 @@ def train(train_config: TrainConfig | None = None, model_config: ShapesModelConf
                               save_state=save_state if write and rank == 0 else None, rank=rank, world=world)
     model = _unwrap(trained)
     if world > 1:
+        if isinstance(model, SeriesMaskRCNN):
+            model.global_batch_losses = False
         model = _plain_batchnorm(model)
         if own_group:
             dist.barrier()
