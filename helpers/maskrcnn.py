@@ -441,7 +441,7 @@ class SeriesMaskRCNN(nn.Module):
 
     def share_of_global_batch(self, losses: dict[str, Tensor], labels: list[Tensor], positives: list[Tensor]
                               ) -> dict[str, Tensor]:
-        """Under DistributedDataParallel: each loss rescaled from this process's mean to its share of the global batch's.
+        """Under DistributedDataParallel: each loss from this process's mean to its share of the global batch's.
 
         Each loss is a mean: a sum over this process's ``n`` items divided by ``n``; the items are the
         anchors the RPN sampled (``loss_objectness``, ``loss_rpn_box_reg``), the RoIs sampled for the box
@@ -467,11 +467,12 @@ class SeriesMaskRCNN(nn.Module):
         import torch.distributed as dist
 
         world = dist.get_world_size()
-        items = {"loss_objectness": 0, "loss_rpn_box_reg": 0, "loss_classifier": 1, "loss_box_reg": 1, "loss_mask": 2}
         device = losses["loss_mask"].device
-        local = torch.stack([self.rpn.num_sampled_anchors.to(device, torch.float64),
-                             torch.tensor(float(sum(len(lab) for lab in labels)), dtype=torch.float64, device=device),
-                             torch.tensor(float(sum(len(p) for p in positives)), dtype=torch.float64, device=device)])
+        anchors = self.rpn.num_sampled_anchors.to(device, torch.float64)  # the RPN counted them (a Tensor[])
+        rois, positive = (torch.tensor(float(sum(len(t) for t in per_image)), dtype=torch.float64, device=device)
+                          for per_image in (labels, positives))
+        local = torch.stack([anchors, rois, positive])  # [3]: this process's counts n
+        items = {"loss_objectness": 0, "loss_rpn_box_reg": 0, "loss_classifier": 1, "loss_box_reg": 1, "loss_mask": 2}
         total = local.clone()
         dist.all_reduce(total)  # [3]: the global counts N
         scale = (local * world / total.clamp(min=1)).to(torch.float32)  # n / N * W for each kind of item
