@@ -209,3 +209,19 @@ def test_place_box_labels_rejects_small_text_and_mismatched_lengths():
         place_box_labels(ax, torch.zeros(1, 4), ["a"], ["#000000"], fontsize=7)
     with pytest.raises(ValueError, match="one entry per box"):
         place_box_labels(ax, torch.zeros(2, 4), ["a"], ["#000000"])
+
+
+def test_a_box_at_the_top_edge_keeps_its_label_inside_the_axes():
+    """A box touching the image's top (or right) edge: its label goes inside the box, never off the axes."""
+    from helpers.viz import draw_instance_predictions
+
+    prediction = {"boxes": torch.tensor([[60.0, 0, 128, 40], [10, 60, 40, 100]]), "labels": torch.tensor([2, 1]),
+                  "scores": torch.tensor([0.9, 0.8])}
+    fig, ax = plt.subplots(figsize=(3.0, 3.0))
+    art = draw_instance_predictions(torch.rand(3, 128, 128), prediction, CLASSES, ax, score_thresh=0.5)
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    for text in art.labels:
+        e = text.get_window_extent(renderer)
+        assert frame.x0 - 1 <= e.x0 and e.x1 <= frame.x1 + 1 and frame.y0 - 1 <= e.y0 and e.y1 <= frame.y1 + 1, text.get_text()
+    _no_overlaps(ax, art.labels)

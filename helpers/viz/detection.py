@@ -22,6 +22,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import Bbox
 from matplotlib.text import Text
 
 from helpers.viz.core import ArrayLike, as_map, as_numpy, as_rgb, axes_or_new, image_extent, set_pixel_limits
@@ -37,9 +38,11 @@ def place_box_labels(ax: Axes, boxes: ArrayLike, texts: Sequence[str], colors: S
     """Write each box's label on a patch of its colour, where it covers no label written before it.
 
     The places tried, in order: just above the box's top-left corner, just inside its top edge,
-    just below its bottom edge, just inside its bottom edge; the first whose text (in display
-    coordinates, as drawn now) overlaps no label already placed wins (all taken: the first place).
-    Place the highest-scored boxes first: they keep the best place.
+    just below its bottom edge, just inside its bottom edge (each left-aligned on the box's left edge,
+    else right-aligned on its right edge); the first whose text (in display coordinates, as drawn now)
+    lies within the axes and overlaps no label already placed wins. If none does, the first place
+    within the axes; failing that, the first place. Place the highest-scored boxes first: they keep
+    the best place.
 
     Args:
         ax: the axes, already framed (limits and size as they will be shown).
@@ -58,32 +61,44 @@ def place_box_labels(ax: Axes, boxes: ArrayLike, texts: Sequence[str], colors: S
     if fontsize < 8:
         raise ValueError(f"fontsize must be at least 8 (the series' figure standard), got {fontsize}")
     renderer = ax.figure.canvas.get_renderer()
-    # one point of the axes' y in data units, so the gaps scale with the picture, not with the data
+    frame = ax.get_window_extent(renderer)
+    # two points of the axes' y in data units, so the gaps scale with the picture, not with the data
     (_, y0), (_, y1) = ax.transData.inverted().transform([(0, 0), (0, ax.figure.dpi / 72)])
     gap = 2 * abs(y1 - y0)
     y_down = ax.yaxis_inverted()
-    placed: list[Any] = []
+    pad = ax.figure.dpi / 72  # the label's patch reaches 1 pt past its text
+
+    def patch_extent(label: Text) -> Bbox:
+        e = label.get_window_extent(renderer)
+        return Bbox.from_extents(e.x0 - pad, e.y0 - pad, e.x1 + pad, e.y1 + pad)
+
+    placed: list[Bbox] = []
     artists: list[Text] = []
-    for (x1, top, x2, bottom), text, color in zip(box_array, texts, colors):
+    for (left, top, right, bottom), text, color in zip(box_array, texts, colors):
         if not y_down:
             top, bottom = bottom, top
         above, below = ("bottom", "top") if y_down else ("top", "bottom")
-        places = ((top - gap if y_down else top + gap, above), (top + gap if y_down else top - gap, below),
-                  (bottom + gap if y_down else bottom - gap, below), (bottom - gap if y_down else bottom + gap, above))
-        label = None
-        for y, va in places:
-            label = ax.text(x1, y, text, color="white", fontsize=fontsize, va=va, clip_on=True,
+        step = gap if y_down else -gap
+        places = [(x, y, ha, va) for y, va in ((top - step, above), (top + step, below), (bottom + step, below),
+                                               (bottom - step, above))
+                  for x, ha in ((left, "left"), (right, "right"))]
+        chosen = inside_only = None
+        for x, y, ha, va in places:
+            label = ax.text(x, y, text, color="white", fontsize=fontsize, ha=ha, va=va, clip_on=True,
                             bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
-            extent = label.get_window_extent(renderer)
-            if not any(extent.overlaps(other) for other in placed):
-                break
+            extent = patch_extent(label)
             label.remove()
-            label = None
-        if label is None:  # nowhere free: the first place
-            y, va = places[0]
-            label = ax.text(x1, y, text, color="white", fontsize=fontsize, va=va, clip_on=True,
-                            bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
-        placed.append(label.get_window_extent(renderer))
+            inside = (extent.x0 >= frame.x0 - 1 and extent.x1 <= frame.x1 + 1 and extent.y0 >= frame.y0 - 1
+                      and extent.y1 <= frame.y1 + 1)
+            if inside and not any(extent.overlaps(other) for other in placed):
+                chosen = (x, y, ha, va)
+                break
+            if inside and inside_only is None:
+                inside_only = (x, y, ha, va)
+        x, y, ha, va = chosen or inside_only or places[0]
+        label = ax.text(x, y, text, color="white", fontsize=fontsize, ha=ha, va=va, clip_on=True,
+                        bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
+        placed.append(patch_extent(label))
         artists.append(label)
     return artists
 
