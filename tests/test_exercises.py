@@ -193,3 +193,26 @@ def test_checking_leaves_the_global_random_state_alone() -> None:
     for eid in exercise_ids():
         grade(eid, solution_of(eid))
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+EXERCISE_LABEL = re.compile(r"^#### Exercise (\d\d\.\d+) · |^- \*\*(\d\d\.\d+)\*\* ", re.M)
+EXERCISE_REFERENCE = re.compile(r"\b[Ee]xercises? (\d[\d.]*\d|\d)\b")
+
+
+def test_one_numbering_scheme_for_every_exercise() -> None:
+    """Every exercise of notebook NN is called NN.k, checked and open alike: the checked ones first, with
+    the ids of helpers.exercises (and of their ``check`` calls), then the open ones, numbered on; a
+    reference to an exercise anywhere in the notebooks names an id that exists."""
+    labels = {}
+    for path in NOTEBOOKS:
+        nn = path.name[:2]
+        markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        found = [a or b for a, b in EXERCISE_LABEL.findall(markdown)]
+        checked = exercise_ids(nn)
+        assert found[:len(checked)] == checked, f"{path.name}: checked exercises {found[:len(checked)]}, helpers has {checked}"
+        assert found == [f"{nn}.{k}" for k in range(1, len(found) + 1)], f"{path.name}: {found}"
+        labels.update(dict.fromkeys(found))
+    for path in NOTEBOOKS:
+        text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+        for ref in EXERCISE_REFERENCE.findall(text):
+            assert re.fullmatch(r"\d\d\.\d+", ref) and ref in labels, f"{path.name}: 'exercise {ref}' is not an NN.k id"

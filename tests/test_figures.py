@@ -618,3 +618,42 @@ def test_opposite_areas_01() -> Figure:
         ns["viz"].draw_opposite_areas(1.2, 0.5)
     return without_text(fig)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# the figure standard on what the notebooks store
+# ---------------------------------------------------------------------------------------------
+def _png_dpi(png: bytes) -> float | None:
+    """The resolution a PNG records in its pHYs chunk (matplotlib writes the dpi it saved at), or None."""
+    import struct
+
+    at = 8
+    while at < len(png):
+        length, kind = struct.unpack(">I4s", png[at:at + 8])
+        if kind == b"pHYs":
+            per_metre, _, unit = struct.unpack(">IIB", png[at + 8:at + 17])
+            return per_metre * 0.0254 if unit == 1 else None
+        if kind == b"IDAT":
+            return None
+        at += 12 + length
+    return None
+
+
+def test_every_stored_figure_is_at_least_110_dpi() -> None:
+    """The series' figure standard: every figure a notebook stores (plots and panel snapshots) was
+    rendered at 110 dpi or more (``helpers.viz.FIGURE_DPI`` for plots, ``Panel.snapshot`` for panels)."""
+    import base64
+
+    from helpers.viz import FIGURE_DPI
+
+    assert FIGURE_DPI >= 110
+    checked = 0
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for out in cell.get("outputs", []):
+                data = out.get("data", {})
+                if "image/png" in data:
+                    dpi = _png_dpi(base64.b64decode(data["image/png"]))
+                    assert dpi is not None and round(dpi) >= 110, f"{path.name} cell {k}: {dpi} dpi"
+                    checked += 1
+    assert checked > 40

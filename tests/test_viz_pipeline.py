@@ -139,3 +139,89 @@ def test_pipeline_path_of_one_image_reaches_every_stage_without_the_test_time_ar
                 reached.add(b)
                 frontier.append(b)
     assert {"backbone", "rpn", "roialign", "boxhead", "maskhead", "detections", "masks"} <= reached, reached
+
+
+# -- the figure standard for labelled boxes: 8 pt, no label on another, one colour per class -------
+def _crowded_prediction() -> dict[str, torch.Tensor]:
+    """Five instances whose boxes start at nearly the same corner (the labels would stack)."""
+    boxes = torch.tensor([[20.0, 20, 60, 60], [22, 21, 58, 62], [21, 40, 70, 90], [60, 60, 100, 100], [5, 2, 40, 30]])
+    masks = torch.zeros(5, 1, 128, 128)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+        masks[k, 0, y1:y2, x1:x2] = 0.9
+    return {"boxes": boxes, "labels": torch.tensor([1, 2, 1, 3, 2]), "scores": torch.tensor([0.98, 0.9, 0.8, 0.7, 0.6]),
+            "masks": masks}
+
+
+def _no_overlaps(ax, texts):
+    renderer = ax.figure.canvas.get_renderer()
+    extents = [t.get_window_extent(renderer) for t in texts]
+    for i in range(len(extents)):
+        for j in range(i):
+            assert not extents[i].overlaps(extents[j]), (texts[i].get_text(), texts[j].get_text())
+
+
+def test_instance_labels_are_8pt_apart_and_coloured_by_class():
+    from matplotlib.colors import to_rgb
+
+    from helpers.viz import class_color, draw_instance_predictions
+
+    prediction = _crowded_prediction()
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    art = draw_instance_predictions(torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0)), prediction,
+                                    CLASSES, ax, score_thresh=0.5)
+    assert [t.get_fontsize() for t in art.labels] == [8.0] * 5
+    _no_overlaps(ax, art.labels)
+    for rect, text, label in zip(art.rectangles, art.labels, prediction["labels"].tolist()):
+        # the colour is the class's, whatever the instance's rank: truth and prediction match
+        assert to_hex(rect.get_edgecolor()) == to_hex(CLASS_COLORS[label]) == to_hex(class_color(label))
+        assert to_hex(text.get_bbox_patch().get_facecolor()) == to_hex(CLASS_COLORS[label])
+    # the mask overlay too: an overlay pixel of instance 3 (the only one at (95, 95)) is a triangle's colour
+    assert np.allclose(art.overlay_rgba[95, 95, :3], to_rgb(CLASS_COLORS[3]))
+    plt.close(fig)
+
+
+def test_detection_labels_do_not_cover_each_other():
+    prediction = _crowded_prediction()
+    fig, ax = plt.subplots(figsize=(3.0, 3.0))
+    draw_detections(torch.rand(3, 128, 128), prediction["boxes"], prediction["labels"], CLASSES, ax=ax,
+                    scores=prediction["scores"])
+    labels = [t for t in ax.texts if t.get_text().split(" ")[0] in CLASSES]
+    assert len(labels) == 5 and all(t.get_fontsize() >= 8 for t in labels)
+    _no_overlaps(ax, labels)
+
+
+def test_class_color_cycles_past_the_palette_and_rejects_bad_labels():
+    from helpers.viz import class_color
+
+    assert [class_color(k) for k in range(4)] == list(CLASS_COLORS)
+    assert class_color(4) == CLASS_COLORS[1] and class_color(6) == CLASS_COLORS[3] and class_color(7) == CLASS_COLORS[1]
+    with pytest.raises(ValueError, match="label must be a non-negative"):
+        class_color(-1)
+    with pytest.raises(ValueError, match="palette must hold at least two"):
+        class_color(1, ["#000000"])
+
+
+def test_place_box_labels_rejects_small_text_and_mismatched_lengths():
+    from helpers.viz import place_box_labels
+
+    _, ax = plt.subplots()
+    with pytest.raises(ValueError, match="fontsize must be at least 8"):
+        place_box_labels(ax, torch.zeros(1, 4), ["a"], ["#000000"], fontsize=7)
+    with pytest.raises(ValueError, match="one entry per box"):
+        place_box_labels(ax, torch.zeros(2, 4), ["a"], ["#000000"])
+
+
+def test_a_box_at_the_top_edge_keeps_its_label_inside_the_axes():
+    """A box touching the image's top (or right) edge: its label goes inside the box, never off the axes."""
+    from helpers.viz import draw_instance_predictions
+
+    prediction = {"boxes": torch.tensor([[60.0, 0, 128, 40], [10, 60, 40, 100]]), "labels": torch.tensor([2, 1]),
+                  "scores": torch.tensor([0.9, 0.8])}
+    fig, ax = plt.subplots(figsize=(3.0, 3.0))
+    art = draw_instance_predictions(torch.rand(3, 128, 128), prediction, CLASSES, ax, score_thresh=0.5)
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    for text in art.labels:
+        e = text.get_window_extent(renderer)
+        assert frame.x0 - 1 <= e.x0 and e.x1 <= frame.x1 + 1 and frame.y0 - 1 <= e.y0 and e.y1 <= frame.y1 + 1, text.get_text()
+    _no_overlaps(ax, art.labels)

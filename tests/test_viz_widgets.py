@@ -683,3 +683,89 @@ def test_snapshot_is_readable_and_leaves_the_panel_as_it_was():
     for panel in (RoIAlignPanel(), RoIPoolVsAlignPanel()):                   # figure standard: text >= 8 pt
         sizes = [t.get_fontsize() for t in panel.fig.findobj(matplotlib.text.Text) if t.get_text()]
         assert min(sizes) >= 8, sorted(sizes)[:5]
+
+
+# ------------------------------------------------------------------------------------------------
+# the panels in the exact states the notebooks set them to (moved from notebooks 01, 02, 03, 05:
+# where the artists are is plumbing; the notebooks keep the numbers they teach)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_notebook_01_panel_artists():
+    """Notebook 01's panel at (2.4, 1.85) and back at the worked example (1.6, 1.15)."""
+    panel = BilinearPanel(torch.arange(1.0, 17.0).reshape(4, 4))
+    state = panel.set(x=2.4, y=1.85)
+    assert math.isclose(state["interpolated"], tv_point(WORKED, 2.4, 1.85), rel_tol=1e-12)
+    assert np.allclose(panel.neighbours.point.get_offsets(), [[2.4, 1.85]])
+    assert np.allclose(panel.neighbours.markers.get_offsets(), [[2, 1], [3, 1], [2, 2], [3, 2]])
+    assert panel.error is None
+    panel.set(x=1.6, y=1.15)
+    assert [t.get_text() for t in panel.neighbours.labels] == ["A 0.34", "B 0.51", "C 0.06", "D 0.09"]
+
+
+def test_notebook_02_panel_artists():
+    """Notebook 02's panel on (-0.8, 0.5, 3.9, 4.2), 3x3, adaptive, aligned; then x2 < x1 (no samples)."""
+    panel = RoIAlignPanel()
+    panel.set(x1=-0.8, y1=0.5, x2=3.9, y2=4.2, output_size=3, sampling_ratio=0, aligned=True)
+    box_now = (-0.8, 0.5, 3.9, 4.2)
+    assert np.allclose(panel.given.get_xy(), (-0.8, 0.5)) and np.isclose(panel.given.get_width(), 4.7)
+    assert np.allclose(sorted_rows(panel.points.get_offsets()), sorted_rows(tv_rule_points(box_now, 3, 0, True)))
+    points = roi_sample_points(torch.tensor(box_now, dtype=torch.float64), 3, 1.0, 0, True).points[0].reshape(-1, 2)
+    assert np.allclose(panel.points.get_offsets(), points.numpy())
+    panel.set(x2=-1.0)
+    assert len(panel.points.get_offsets()) == 0 and panel.error is None and panel.message is None
+
+
+def test_notebook_03_figures_and_panel_artists():
+    """Notebook 03: the RoIPool bins figure of the worked box, and the panel on the ramp at shift 0.45."""
+    bins = roi_pool_bins(WORKED_BOX, 2, 1.0, 4, 4)
+    fig, ax = plt.subplots()
+    polys = viz.draw_roipool_bins(bins.bins, ax=ax, alpha=0.3)
+    drawn = np.array([p.vertices[:4] for p in polys.get_paths()])
+    assert np.allclose(drawn, viz.cell_rectangles(bins.bins))
+    assert np.allclose(drawn[0], [[0.5, 0.5], [2.5, 0.5], [2.5, 1.5], [0.5, 1.5]])     # bin (0, 0): columns 1-2, row 1
+
+    ramp = torch.arange(10, dtype=torch.float64).repeat(8, 1)[None, None]              # value = x
+    start = torch.tensor([1.2, 0.8, 4.6, 4.4], dtype=torch.float64)
+    shifts = torch.arange(41, dtype=torch.float64) * 0.05
+    slid = start.repeat(41, 1)
+    slid[:, [0, 2]] += shifts[:, None]
+    pool_curve = tv.roi_pool(ramp, [slid], 2)[:, 0, 0, 0]
+    align_curve = tv.roi_align(ramp, [slid], 2, 1.0, 2, False)[:, 0, 0, 0]
+    lines = viz.draw_shift_curves(shifts, pool_curve, align_curve, ax=ax)
+    assert np.allclose(lines["RoIPool"].get_ydata(), pool_curve.numpy())
+    assert np.allclose(lines["RoIAlign"].get_ydata(), align_curve.numpy())
+    assert np.allclose(lines["RoIAlign"].get_xdata(), shifts.numpy())
+
+    panel = RoIPoolVsAlignPanel(ramp[0, 0], box=tuple(start.tolist()))
+    panel.set(shift=0.45)
+    assert np.allclose(panel.curves["RoIPool"].get_ydata(), pool_curve.numpy())
+    assert np.allclose(panel.curves["RoIAlign"].get_ydata(), align_curve.numpy(), atol=1e-12)
+    moved = start.clone()
+    moved[[0, 2]] += 0.45
+    assert np.allclose([p.vertices[:4] for p in panel.pool_polys.get_paths()],
+                       viz.cell_rectangles(roi_pool_bins(moved, 2, 1.0, 8, 10).bins))
+    assert np.allclose(sorted_rows(panel.align_points.get_offsets()),
+                       sorted_rows(tv_rule_points(tuple(moved.tolist()), 2, 2, False)))
+    assert panel.error is None
+
+
+def test_notebook_05_anchor_panel_draws_what_torchvision_labels():
+    """Notebook 05's panel (its example image and anchors) at the four settings the notebook visits:
+    one drawn outline per positive and per ignored anchor, as torchvision's Matcher labels them."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+    from helpers.widgets import AnchorMatchPanel
+
+    panel = AnchorMatchPanel()
+    iou = tv.box_iou(panel.gt_boxes, panel.anchors)
+    for fg, bg, low_quality in [(0.7, 0.3, True), (0.7, 0.3, False), (0.5, 0.3, True), (0.5, 0.5, False)]:
+        state = panel.set(fg=fg, bg=bg, low_quality=low_quality)
+        matcher = RegionProposalNetwork(AnchorGenerator(), RPNHead(1, 1), fg, bg, 256, 0.5, {"training": 1, "testing": 1},
+                                        {"training": 1, "testing": 1}, 0.7).proposal_matcher
+        matcher.allow_low_quality_matches = low_quality
+        expected = matcher(iou.clone())
+        assert state["positives"] == int((expected >= 0).sum()) == len(panel.positive_lines.get_segments())
+        assert state["ignored"] == int((expected == -2).sum()) == len(panel.ignored_lines.get_segments())
+    assert panel.error is None

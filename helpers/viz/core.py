@@ -19,6 +19,14 @@ from matplotlib.axes import Axes
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
+FIGURE_DPI = 110
+"""The resolution of every figure the notebooks store (the series' figure standard: 110 dpi or more).
+Set once, here, on import: every notebook imports :mod:`helpers.viz`, and the inline backend renders a
+figure at its ``figure.dpi``. (Slider panels render at their own ``dpi``; their stored copies are
+:meth:`helpers.widgets.panel.Panel.snapshot`, at 120.)"""
+if plt.rcParams["figure.dpi"] < FIGURE_DPI:
+    plt.rcParams["figure.dpi"] = FIGURE_DPI
+
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 """What the drawing helpers accept as numbers: a Tensor, an ndarray or a (nested) sequence."""
 

@@ -4,6 +4,10 @@ anchors or proposals (notebooks 05-06), and a detector's instance predictions (n
 Images are ``Tensor[3, H, W]`` drawn with pixel centres on integer points
 (:func:`helpers.viz.core.image_extent`). Detection boxes are in torchvision's *pixel-edge*
 convention (the image spans ``[0, W] x [0, H]``), so they are drawn shifted by -0.5 to hug the pixels.
+
+Every box, mask and label takes the colour of its *class* (:func:`helpers.viz.palettes.class_color`),
+the same for ground truth and prediction; labels are written at :data:`LABEL_FONTSIZE` pt and placed
+by :func:`place_box_labels` so that no label covers another.
 """
 
 from __future__ import annotations
@@ -18,10 +22,85 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import Bbox
 from matplotlib.text import Text
 
 from helpers.viz.core import ArrayLike, as_map, as_numpy, as_rgb, axes_or_new, image_extent, set_pixel_limits
-from helpers.viz.palettes import CLASS_COLORS, PREDICTION_COLORS, RPN_COLORS
+from helpers.viz.palettes import CLASS_COLORS, RPN_COLORS, class_color
+
+
+LABEL_FONTSIZE = 8.0
+"""The size of box labels ("circle 0.94"), in points: the series' figure standard's smallest text."""
+
+
+def place_box_labels(ax: Axes, boxes: ArrayLike, texts: Sequence[str], colors: Sequence[str], *,
+                     fontsize: float = LABEL_FONTSIZE, shift: float = -0.5) -> list[Text]:
+    """Write each box's label on a patch of its colour, where it covers no label written before it.
+
+    The places tried, in order: just above the box's top-left corner, just inside its top edge,
+    just below its bottom edge, just inside its bottom edge (each left-aligned on the box's left edge,
+    else right-aligned on its right edge); the first whose text (in display coordinates, as drawn now)
+    lies within the axes and overlaps no label already placed wins. If none does, the first place
+    within the axes; failing that, the first place. Place the highest-scored boxes first: they keep
+    the best place.
+
+    Args:
+        ax: the axes, already framed (limits and size as they will be shown).
+        boxes: ``Tensor[N, 4]`` ``(x1, y1, x2, y2)``, pixel-edge convention (see :func:`box_outlines`).
+        texts, colors: ``N`` label texts and their background colours.
+        fontsize: in points (at least 8: the figure standard).
+        shift: added to the box coordinates, as :func:`box_outlines`.
+
+    Returns:
+        The ``N`` texts, in order.
+    """
+    box_array = as_numpy(boxes, "boxes").reshape(-1, 4) + shift
+    if not len(texts) == len(colors) == len(box_array):
+        raise ValueError(f"texts and colors must have one entry per box: {len(texts)} texts, {len(colors)} colors, "
+                         f"{len(box_array)} boxes")
+    if fontsize < 8:
+        raise ValueError(f"fontsize must be at least 8 (the series' figure standard), got {fontsize}")
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    # two points of the axes' y in data units, so the gaps scale with the picture, not with the data
+    (_, y0), (_, y1) = ax.transData.inverted().transform([(0, 0), (0, ax.figure.dpi / 72)])
+    gap = 2 * abs(y1 - y0)
+    y_down = ax.yaxis_inverted()
+    pad = ax.figure.dpi / 72  # the label's patch reaches 1 pt past its text
+
+    def patch_extent(label: Text) -> Bbox:
+        e = label.get_window_extent(renderer)
+        return Bbox.from_extents(e.x0 - pad, e.y0 - pad, e.x1 + pad, e.y1 + pad)
+
+    placed: list[Bbox] = []
+    artists: list[Text] = []
+    for (left, top, right, bottom), text, color in zip(box_array, texts, colors):
+        if not y_down:
+            top, bottom = bottom, top
+        above, below = ("bottom", "top") if y_down else ("top", "bottom")
+        step = gap if y_down else -gap
+        places = [(x, y, ha, va) for y, va in ((top - step, above), (top + step, below), (bottom + step, below),
+                                               (bottom - step, above))
+                  for x, ha in ((left, "left"), (right, "right"))]
+        chosen = inside_only = None
+        for x, y, ha, va in places:
+            label = ax.text(x, y, text, color="white", fontsize=fontsize, ha=ha, va=va, clip_on=True,
+                            bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
+            extent = patch_extent(label)
+            label.remove()
+            inside = (extent.x0 >= frame.x0 - 1 and extent.x1 <= frame.x1 + 1 and extent.y0 >= frame.y0 - 1
+                      and extent.y1 <= frame.y1 + 1)
+            if inside and not any(extent.overlaps(other) for other in placed):
+                chosen = (x, y, ha, va)
+                break
+            if inside and inside_only is None:
+                inside_only = (x, y, ha, va)
+        x, y, ha, va = chosen or inside_only or places[0]
+        label = ax.text(x, y, text, color="white", fontsize=fontsize, ha=ha, va=va, clip_on=True,
+                        bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
+        placed.append(patch_extent(label))
+        artists.append(label)
+    return artists
 
 
 # -- label maps and labelled boxes (notebook 00) -------------------------------------------------
@@ -103,9 +182,10 @@ def draw_detections(image: ArrayLike, boxes: ArrayLike, labels: Sequence[int] | 
             pixels of the image, whose pixel centres sit on integer points.
         labels: ``[N]`` class indices into ``names``.
         names: class names.
-        scores: optional ``[N]`` scores written after the class name (the label goes above its box,
-            or under it when the box starts within the top 8 % of the image).
-        colors: colour per class index; defaults to :data:`CLASS_COLORS`.
+        scores: optional ``[N]`` scores written after the class name (labels placed by
+            :func:`place_box_labels`: above the box where that covers no other label).
+        colors: colour per class index (see :func:`helpers.viz.palettes.class_color`); defaults to
+            :data:`CLASS_COLORS`.
         title: axes title.
 
     Returns:
@@ -121,24 +201,23 @@ def draw_detections(image: ArrayLike, boxes: ArrayLike, labels: Sequence[int] | 
     ax = axes_or_new(ax)
     h, w = picture.shape[:2]
     ax.imshow(np.clip(picture, 0, 1), extent=image_extent(h, w), interpolation="nearest")
-    rects = []
+    set_pixel_limits(ax, h, w)
+    ax.set_aspect("equal")
+    rects, texts, box_colors = [], [], []
     score_list = None if scores is None else as_numpy(scores, "scores").reshape(-1)
     for k, ((x1, y1, x2, y2), label) in enumerate(zip(box_array, label_list)):
-        color = palette[label % len(palette)]
+        color = class_color(label, palette)
         rect = Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=2)
         ax.add_patch(rect)
         text = names[label] if label < len(names) else str(label)
         if score_list is not None:
             text += f" {score_list[k]:.2f}"
-        near_top = y1 < 0.08 * h  # no room above the box: write the label under it
-        ax.text(x1 - 0.5, y2 + 0.5 if near_top else y1 - 1.5, text, color="white", fontsize=7,
-                va="top" if near_top else "bottom", bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0},
-                clip_on=True)
+        texts.append(text)
+        box_colors.append(color)
         rects.append(rect)
+    place_box_labels(ax, box_array, texts, box_colors)
     if not rects:
         ax.text(0.5, 0.5, "no instances", ha="center", va="center", transform=ax.transAxes)
-    set_pixel_limits(ax, h, w)
-    ax.set_aspect("equal")
     if title:
         ax.set_title(title)
     return rects
@@ -216,13 +295,14 @@ def draw_boxes(boxes: ArrayLike, ax: Axes | None = None, *, color: str = RPN_COL
 
 
 # -- a detector's instance predictions (notebooks 08-11) -----------------------------------------
-def instance_overlay(masks: ArrayLike, colors: Sequence[str] = PREDICTION_COLORS, *, mask_thresh: float = 0.5,
+def instance_overlay(masks: ArrayLike, colors: Sequence[str] = CLASS_COLORS[1:], *, mask_thresh: float = 0.5,
                      alpha: float = 0.45) -> np.ndarray:
     """The RGBA layer that paints each predicted mask in its colour.
 
     Args:
         masks: ``Tensor[D, 1, H, W]`` or ``[D, H, W]`` mask probabilities (torchvision's pasted masks).
-        colors: colour of instance ``k`` is ``colors[k % len(colors)]``.
+        colors: colour of instance ``k`` is ``colors[k % len(colors)]``; pass one colour per instance,
+            its class's (:func:`helpers.viz.palettes.class_color`), as :func:`draw_instance_predictions` does.
         mask_thresh: a pixel belongs to a mask when its probability is ``> mask_thresh`` (as
             torchvision's COCO evaluation and :mod:`helpers.evaluate` binarise).
         alpha: opacity of a painted pixel.
@@ -261,7 +341,7 @@ class InstanceArtists:
 
 def draw_instance_predictions(image: ArrayLike, prediction: Mapping[str, Any], names: Sequence[str],
                               ax: Axes | None = None, *, score_thresh: float = 0.5, mask_thresh: float = 0.5,
-                              alpha: float = 0.45, colors: Sequence[str] = PREDICTION_COLORS,
+                              alpha: float = 0.45, colors: Sequence[str] = CLASS_COLORS,
                               title: str | None = None) -> InstanceArtists:
     """Draw a detector's instances on an image: mask overlays, boxes, and "name score" labels.
 
@@ -273,8 +353,10 @@ def draw_instance_predictions(image: ArrayLike, prediction: Mapping[str, Any], n
             ``masks Tensor[D, 1, H, W]`` probabilities.
         names: ``names[label]`` is a label's name (``weights.meta["categories"]`` for COCO).
         score_thresh: only detections with ``score >= score_thresh`` are drawn.
-        mask_thresh, alpha, colors: see :func:`instance_overlay`; instance ``k`` (rank among the kept
-            detections) takes ``colors[k % len(colors)]`` for its mask, box and label.
+        mask_thresh, alpha: see :func:`instance_overlay`.
+        colors: the class palette: an instance of class ``c`` takes ``class_color(c, colors)``
+            (:func:`helpers.viz.palettes.class_color`) for its mask, box and label, so truth and
+            prediction drawn with this function match; defaults to :data:`CLASS_COLORS`.
         title: axes title.
 
     Returns:
@@ -295,26 +377,23 @@ def draw_instance_predictions(image: ArrayLike, prediction: Mapping[str, Any], n
     ax = axes_or_new(ax, figsize=(6.0, 6.0))
     h, w = picture.shape[:2]
     shown = ax.imshow(np.clip(picture, 0, 1), extent=image_extent(h, w), interpolation="nearest")
-    overlay = rgba = None
-    if "masks" in prediction and len(keep):
-        rgba = instance_overlay(as_numpy(prediction["masks"], "masks")[keep], colors, mask_thresh=mask_thresh,
-                                alpha=alpha)
-        overlay = ax.imshow(rgba, extent=image_extent(h, w), interpolation="nearest")
-    rects, texts = [], []
-    for k, ((x1, y1, x2, y2), label) in enumerate(zip(boxes, labels)):
-        color = colors[k % len(colors)]
-        rect = Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.8)
-        ax.add_patch(rect)
-        name = names[label] if 0 <= label < len(names) else str(label)
-        near_top = y1 < 0.08 * h  # no room above the box: write the label just inside it
-        texts.append(ax.text(x1 - 0.5, y1 - 0.5 if near_top else y1 - 1.5, f"{name} {scores[keep[k]]:.2f}",
-                             color="white", fontsize=7, va="top" if near_top else "bottom", clip_on=True,
-                             bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0}))
-        rects.append(rect)
-    if not rects:
-        ax.text(0.5, 0.5, f"no detections above {score_thresh:g}", ha="center", va="center", transform=ax.transAxes)
     set_pixel_limits(ax, h, w)
     ax.set_aspect("equal")
+    instance_colors = [class_color(label, colors) for label in labels]
+    overlay = rgba = None
+    if "masks" in prediction and len(keep):
+        rgba = instance_overlay(as_numpy(prediction["masks"], "masks")[keep], instance_colors,
+                                mask_thresh=mask_thresh, alpha=alpha)
+        overlay = ax.imshow(rgba, extent=image_extent(h, w), interpolation="nearest")
+    rects = []
+    for (x1, y1, x2, y2), color in zip(boxes, instance_colors):
+        rect = Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.8)
+        ax.add_patch(rect)
+        rects.append(rect)
+    texts = place_box_labels(ax, boxes, [f"{names[label] if 0 <= label < len(names) else label} {scores[i]:.2f}"
+                                         for label, i in zip(labels, keep)], instance_colors)
+    if not rects:
+        ax.text(0.5, 0.5, f"no detections above {score_thresh:g}", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

@@ -8,7 +8,7 @@
 - :data:`LEVEL_COLORS`: the FPN levels P2-P6 (notebook 04);
 - :data:`RPN_COLORS`: anchors, ground truth and proposals (notebook 05);
 - :data:`MASK_COLORS`: proposals and their mask targets (notebook 07);
-- :data:`PREDICTION_COLORS`: predicted instances, by rank (notebooks 08-11);
+- :func:`class_color`: the colour of one class label (truth and prediction alike, notebooks 00, 05-11);
 - :data:`PIPELINE_COLORS`: the boxes of the map of the series (notebook 00);
 - :data:`MASK_ERROR_COLORS`: a predicted mask scored pixel by pixel against the truth (notebook 07).
 
@@ -58,9 +58,22 @@ RPN_COLORS: dict[str, str] = {
 MASK_COLORS: tuple[str, ...] = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 """Fixed colours for proposals / instances, taken in order (never at random)."""
 
-PREDICTION_COLORS: tuple[str, ...] = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
-                                      "#f032e6", "#bfef45", "#469990", "#9a6324")
-"""Fixed colours of predicted instances, by rank (highest score first), cycled after 10."""
+
+
+def class_color(label: int, palette: tuple[str, ...] | list[str] = CLASS_COLORS) -> str:
+    """The one colour of class ``label``: ``palette[label]``, cycled over ``palette[1:]`` past its end
+    (``palette[0]`` belongs to the background alone). Ground truth and predictions take their colour
+    here, so a class keeps it from notebook to notebook (and COCO's 90 classes reuse the three).
+
+    Raises:
+        ValueError: ``label`` is negative, or ``palette`` holds fewer than two colours.
+    """
+    label = int(label)
+    if label < 0:
+        raise ValueError(f"label must be a non-negative class index, got {label}")
+    if len(palette) < 2:
+        raise ValueError("palette must hold at least two colours (one for the background, one or more for classes)")
+    return palette[label] if label < len(palette) else palette[1 + (label - 1) % (len(palette) - 1)]
 
 PIPELINE_COLORS: dict[str, str] = {
     "stage": "#dbe9f6",      # light blue: a stage of the model

@@ -26,7 +26,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from helpers.viz.core import ArrayLike, as_numpy, as_rgb, axes_or_new, image_extent, set_pixel_limits
 from helpers.viz.detection import draw_boxes, draw_image
-from helpers.viz.palettes import CLASS_COLORS, COLORS, MASK_ERROR_COLORS, RPN_COLORS
+from helpers.viz.palettes import CLASS_COLORS, COLORS, MASK_ERROR_COLORS, RPN_COLORS, class_color
 
 __all__ = ["draw_proposal_panels", "draw_recall_curves", "draw_box_refinement", "draw_class_scores",
            "draw_mask_pairs", "mask_errors", "draw_mask_errors", "MISS", "HIT", "EXTRA"]
@@ -52,7 +52,7 @@ def _axes_list(axes: Any, n: int, what: str) -> list[Axes]:
 
 
 def _class_color(label: int) -> str:
-    return CLASS_COLORS[int(label) % len(CLASS_COLORS)]
+    return class_color(label, CLASS_COLORS)
 
 
 # -- notebook 05 -------------------------------------------------------------------------------
