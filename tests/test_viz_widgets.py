@@ -405,6 +405,69 @@ def test_roi_align_panel_png_is_what_matplotlib_draws():
     assert panel.image.value != before
 
 
+def stock_full_redraw(panel: Any) -> np.ndarray:
+    """The figure drawn from scratch by matplotlib's own Agg canvas and renderer (no glyph cache)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    mine = panel.fig.canvas
+    FigureCanvasAgg(panel.fig)
+    try:
+        assert type(panel.fig.canvas.get_renderer()).__name__ == "RendererAgg"
+        return full_redraw(panel)
+    finally:
+        panel.fig.set_canvas(mine)
+
+
+@pytest.mark.parametrize("name", ["BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "FPNLevelPanel",
+                                  "AnchorMatchPanel", "DetectionPanel", "MaskRoIPanel"])
+def test_every_panel_png_is_what_matplotlib_draws(name: str, request: pytest.FixtureRequest):
+    """Every panel's fast PNG (cached background, moving artists redrawn, glyphs from the cache) shows what
+    matplotlib's own renderer draws from scratch: nothing a moving artist covers is lost (frames, ground
+    truth drawn above), no text is drawn differently."""
+    import helpers.widgets as hw
+
+    cls = getattr(hw, name)
+    if name == "DetectionPanel":
+        model, val = request.getfixturevalue("trained_and_val")
+        panel = cls(model, val, indices=(46, 0))
+    elif name == "MaskRoIPanel":
+        model, val = request.getfixturevalue("trained_and_val")
+        panel = cls(model, *val[46])
+    else:
+        panel = cls()
+    assert isinstance(panel, hw.BlitPanel)                                  # no panel redraws everything
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        panel.set(**random_move(panel, rng))
+        assert panel.error is None
+        assert panel.image.value == panel.png()
+        diff = np.abs(pixels(panel.image.value) - stock_full_redraw(panel)).max(axis=-1)
+        assert (diff > 0).mean() < 1e-3, f"{name}: {(diff > 0).mean():.2%} of pixels differ from a full redraw"
+
+
+def test_glyph_cache_draws_text_as_matplotlib_does():
+    """Text through the panels' renderer (bitmaps kept per glyph and sub-pixel fraction, layouts kept),
+    drawn twice so the second comes from the cache, is pixel for pixel matplotlib's own, rotated included."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from helpers.widgets.panel import PanelCanvas
+
+    def draw(canvas_class: type, repeat: int) -> np.ndarray:
+        fig = Figure(figsize=(3.0, 2.0), dpi=80)
+        canvas = canvas_class(fig)
+        for k, (x, y, angle) in enumerate([(0.1, 0.1, 0), (0.333, 0.47, 0), (0.517, 0.2113, 30), (0.05, 0.8, 90)]):
+            fig.text(x, y, f"IoU {0.1234 * (k + 1):.3f} gj", fontsize=8 + 2 * k, rotation=angle)
+        for _ in range(repeat):
+            canvas.draw()
+        return np.asarray(canvas.buffer_rgba()).copy()
+
+    stock = draw(FigureCanvasAgg, 1)
+    assert (stock[..., :3] < 128).any()                                      # text was drawn
+    assert np.array_equal(draw(PanelCanvas, 1), stock)
+    assert np.array_equal(draw(PanelCanvas, 2), stock)
+
+
 def test_panels_reject_bad_feature_maps():
     with pytest.raises(TypeError, match=r"feature must be a torch.Tensor\[H, W\]"):
         RoIAlignPanel(np.zeros((4, 4)))

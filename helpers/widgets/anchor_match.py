@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from helpers.widgets.panel import Panel, PanelMessage
+from helpers.widgets.panel import BlitPanel, PanelMessage, heading_text
 
 
 # -- notebook 05: which anchors the IoU thresholds make object, ignored or background -------------
-class AnchorMatchPanel(Panel):
+class AnchorMatchPanel(BlitPanel):
     """Move the RPN's two IoU thresholds and see which anchors become positives and which are ignored.
 
     Left: the image, its ground-truth boxes (black), the positive anchors (green: matched to a box,
@@ -19,6 +19,9 @@ class AnchorMatchPanel(Panel):
     Sliders: ``fg`` (foreground threshold), ``bg`` (background threshold), ``low_quality`` (torchvision's
     ``allow_low_quality_matches``: every box also claims its best anchors). ``bg > fg`` is refused
     with a message.
+
+    A slider move redraws only the anchors, the ground truth above them and the heading (the dimmed
+    image and the legend are drawn once: :class:`helpers.widgets.panel.BlitPanel`).
 
     Readout (:attr:`state`): ``positives``, ``ignored``, ``negatives``, ``low-quality positives``
     (positives whose best IoU is below ``fg``), ``objects without a positive``.
@@ -82,13 +85,18 @@ class AnchorMatchPanel(Panel):
         draw_image(self.picture, self.ax, dim=0.35)
         self.ignored_lines = draw_boxes([], self.ax, color=RPN_COLORS["ignored"], linewidth=0.6, alpha=0.5)
         self.positive_lines = draw_boxes([], self.ax, color=RPN_COLORS["positive"], linewidth=1.2)
-        draw_boxes(self.gt_boxes, self.ax, color=RPN_COLORS["gt"], linewidth=2.0, zorder=3)
+        self.gt_lines = draw_boxes(self.gt_boxes, self.ax, color=RPN_COLORS["gt"], linewidth=2.0, zorder=3)
         self.ax.set_xticks([])
         self.ax.set_yticks([])
         handles = [Line2D([], [], color=RPN_COLORS[k], label=t) for k, t in
                    (("gt", "ground truth"), ("positive", "positive anchor"), ("ignored", "ignored anchor"))]
         self.fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.65, 0.92), fontsize=8, frameon=False)
-        self.title_text = self.ax.set_title("", fontsize=9)
+        self.title_text = heading_text(self.ax, fontsize=9)     # redrawn alone on every move (ax.title cannot be)
+
+    def dynamic(self):
+        # the anchors change; the axes' frame and the ground truth are drawn again above them (their
+        # zorder), then the heading
+        return [self.ignored_lines, self.positive_lines, *self.ax.spines.values(), self.gt_lines, self.title_text]
 
     def update(self, fg: float, bg: float, low_quality: bool) -> dict:
         from helpers.rpn import match_anchors

@@ -131,7 +131,10 @@ class DetectionPanel(BlitPanel):
         return self.index
 
     def dynamic(self) -> list[Artist]:
-        return [self.faint_lines, *self.class_lines.values(), *self.labels_text, self.heading]
+        # in the order of a full draw (zorder): the faint boxes, the axes' frame, the ground truth
+        # (drawn again above the faint boxes), the survivors, their labels
+        return [self.faint_lines, *self.ax.spines.values(), self.gt_lines, *self.class_lines.values(),
+                *self.labels_text, self.heading]
 
     def update(self, image: int, score_thresh: float, nms_thresh: float) -> dict[str, Any]:
         index, score_thresh, nms_thresh = int(image), float(score_thresh), float(nms_thresh)

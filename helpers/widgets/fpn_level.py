@@ -6,16 +6,19 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from helpers.widgets.panel import Panel
+from helpers.widgets.panel import BlitPanel
 
 
 # -- notebook 04: which FPN level a box is pooled from ----------------------------------------------
-class FPNLevelPanel(Panel):
+class FPNLevelPanel(BlitPanel):
     """Box width and height -> the FPN level its RoIAlign reads, drawn over the cells of every level.
 
     Left: the same box (centred on pixel ``centre`` of the resized image) over the cell borders of
     P2 .. P5 (strides 4 .. 32); the level the rule picks is framed in its colour. Right: the level
     against ``sqrt(wh)`` (:func:`helpers.viz.draw_level_curve`) with the box marked.
+
+    A slider move redraws the four level pictures and the curve's marker only; the curve, its axes and
+    labels are drawn once (:class:`helpers.widgets.panel.BlitPanel`).
 
     Readout (:attr:`state`): ``w``, ``h``, ``sqrt(wh)``, ``k unclamped`` (``floor(4 + log2(sqrt(wh)/224)
     + 1e-6)``), ``level`` (clamped to 2..5), ``feature map`` (``'0'..'3'``), ``stride``,
@@ -75,6 +78,10 @@ class FPNLevelPanel(Panel):
         self.curve_ax.get_legend().remove()                                # the notebook's figure has it
         self.curve_ax.tick_params(labelsize=8)
         self._level_colors = LEVEL_COLORS
+
+    def dynamic(self) -> list[Any]:
+        # whole axes: their limits, frames and titles follow the box
+        return [*self.level_axes, self.curve.marker]
 
     def update(self, w: int, h: int) -> dict[str, Any]:
         import math

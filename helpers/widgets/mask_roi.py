@@ -137,11 +137,15 @@ class MaskRoIPanel(BlitPanel):
             self.notes.append(note)
 
     def dynamic(self) -> list[Artist]:
-        return [self.box_patch, self.sampled_patch, self.target_image, self.pred_image, self.paste_image,
+        # the axes' frames are drawn again above the pictures that cover them (as a full draw does)
+        frames = [spine for ax in (self.ax_img, self.ax_target, self.ax_pred, self.ax_paste)
+                  for spine in ax.spines.values()]
+        return [self.target_image, self.pred_image, self.paste_image, *frames, self.box_patch, self.sampled_patch,
                 self.paste_box, *self.notes]
 
     def _show(self, visible: bool) -> None:
-        for artist in self.dynamic():
+        for artist in (self.target_image, self.pred_image, self.paste_image, self.box_patch, self.sampled_patch,
+                       self.paste_box, *self.notes):                 # the frames stay
             artist.set_visible(visible)
 
     def mask_target(self, box: torch.Tensor, matched: int, aligned: bool) -> torch.Tensor:
