@@ -340,7 +340,7 @@ def draw_mask_outlines(masks: Mapping[str, ArrayLike], ax: Axes | None = None, *
         first = as_map(next(iter(masks.values())))
         set_pixel_limits(ax, *first.shape)
     ax.set_aspect("equal")
-    ax.legend(handles=handles, loc="lower right", fontsize=7)
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
     return out
 
 
