@@ -348,3 +348,30 @@ def test_draw_ablation_bars_heights_are_the_means():
     with pytest.raises(ValueError, match="rows must hold at least one"):
         draw_ablation_bars([], ax=ax)
     plt.close(fig)
+
+
+def test_draw_ablation_bars_values_are_8pt_and_apart():
+    """The figure standard: the bar values are 8 pt, and two neighbouring bars of the same height
+    (the worst case: their values at the same height) keep their values apart, at notebook 10's size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.viz import draw_ablation_bars
+
+    rows = [{"feature_stride": s, "op": op, **{f"{k}_{m}": (0.267, 0.01) for k in ("mask", "box")
+                                                for m in ("AP", "AP50", "AP75")}}
+            for s in (4, 16) for op in ("align", "pool")]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))                     # as notebook 10 draws it
+    for ax, kind in zip(axes, ("mask", "box")):
+        draw_ablation_bars(rows, kind, ax=ax)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        values = [t for t in ax.texts if t.get_text() == "26.7"]
+        assert len(values) == 12 and all(t.get_fontsize() >= 8 for t in values)
+        extents = sorted((t.get_window_extent(renderer) for t in values), key=lambda e: e.x0)
+        for left, right in zip(extents, extents[1:]):
+            assert left.x1 < right.x0, (left, right)
+    plt.close(fig)

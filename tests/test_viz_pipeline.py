@@ -141,6 +141,24 @@ def test_pipeline_path_of_one_image_reaches_every_stage_without_the_test_time_ar
     assert {"backbone", "rpn", "roialign", "boxhead", "maskhead", "detections", "masks"} <= reached, reached
 
 
+def test_pipeline_text_is_readable():
+    """The figure standard on the map: every text at least 8 pt, no text on another, and each text
+    either wholly inside a box (its title and note) or clear of every box (the arrow labels)."""
+    artists = draw_pipeline()
+    fig = artists.ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    sizes = [t.get_fontsize() for t in artists.texts]
+    assert min(sizes) >= 8, sorted(sizes)[:3]
+    _no_overlaps(artists.ax, artists.texts)
+    for text in artists.texts:
+        t = text.get_window_extent(renderer)
+        for key, patch in artists.boxes.items():
+            b = patch.get_window_extent(renderer)
+            inside = b.x0 <= t.x0 and t.x1 <= b.x1 and b.y0 <= t.y0 and t.y1 <= b.y1
+            assert inside or not t.overlaps(b), (text.get_text(), key)
+
+
 # -- the figure standard for labelled boxes: 8 pt, no label on another, one colour per class -------
 def _crowded_prediction() -> dict[str, torch.Tensor]:
     """Five instances whose boxes start at nearly the same corner (the labels would stack)."""

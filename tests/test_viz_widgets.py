@@ -227,6 +227,17 @@ def test_mask_outlines_one_contour_per_mask():
     vertices = out["truth"].allsegs[0][0]
     radius = np.hypot(vertices[:, 0] - 10, vertices[:, 1] - 10)
     assert radius.min() > 5.5 and radius.max() < 7.0                          # the 0.5 level line of a radius-6 disc
+    ax = out["truth"].axes
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["truth", "shifted"]
+    assert all(t.get_fontsize() >= 8 for t in legend.get_texts())           # figure standard: text >= 8 pt
+    # the legend sits under the axes and their tick labels: it hides no outline and no tick label
+    assert legend.get_window_extent(renderer).y1 < ax.get_window_extent(renderer).y0
+    for label in ax.get_xticklabels():
+        if label.get_text():
+            assert not legend.get_window_extent(renderer).overlaps(label.get_window_extent(renderer)), label
 
 
 # ------------------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def draw_paste_steps(mask: ArrayLike, padded: ArrayLike, box: ArrayLike, expande
                    label="integer box's pixels")]
     axes[2].set_xlim(ix1 - margin - 0.5, ix2 + margin + 0.5)
     axes[2].set_ylim(iy2 + margin + 0.5, iy1 - margin - 0.5)
-    axes[2].legend(loc="lower center", fontsize=6, bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False)
+    axes[2].legend(loc="lower center", fontsize=8, bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False)
     axes[2].set_title(f"3. resized to {int(ix2 - ix1 + 1)}x{int(iy2 - iy1 + 1)} px, pasted", fontsize=9)
     out["overlay"] = show_image(axes[3], image)
     tint = np.zeros((h, w, 4))

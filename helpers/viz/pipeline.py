@@ -105,7 +105,7 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
         arrows.append((a, b))
         if label:
             lx, ly = label_xy or ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.14)
-            texts.append(ax.text(lx, ly, label, ha="center", va="bottom", fontsize=7, color=PIPELINE_COLORS["arrow"],
+            texts.append(ax.text(lx, ly, label, ha="center", va="bottom", fontsize=8, color=PIPELINE_COLORS["arrow"],
                                  style="italic"))
 
     def right(k: str) -> tuple[float, float]:
@@ -131,12 +131,12 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
     box("masks", 11.6, row - 0.75, 2.3, hh, "masks\n28 x 28, pasted into the box", data_colour)
 
     arrow("image", "backbone", right("image"), left("backbone"))
-    arrow("backbone", "rpn", right("backbone"), left("rpn"), "feature maps")
+    arrow("backbone", "rpn", right("backbone"), left("rpn"), "feature\nmaps")   # two lines: fits the gap at 8 pt
     arrow("rpn", "roialign", right("rpn"), left("roialign"), "proposals")
     bx, by, bw, bh = centres["backbone"]
     rx, ry, rw, rh = centres["roialign"]
     arrow("backbone", "roialign", (bx + bw * 0.6, by + bh), (rx + rw * 0.4, ry + rh), "the same feature maps",
-          rad=-0.3, label_xy=(5.1, row + hh + 0.62))
+          rad=-0.3, label_xy=(5.1, row + hh + 0.72))
     for head in ("boxhead", "maskhead"):
         x, y, w, h = centres[head]
         arrow("roialign", head, right("roialign"), (x, y + h / 2), "7 x 7" if head == "boxhead" else "14 x 14",
@@ -147,11 +147,11 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
     mx, my, mw, mh = centres["maskhead"]
     arrow("boxhead", "maskhead", (hx + hw * 0.5, hy), (mx + mw * 0.5, my + mh), dashed=True)
     texts.append(ax.text(hx + hw * 0.5 + 0.1, (hy + my + mh) / 2, "at test time: the detected boxes",
-                         fontsize=6.5, va="center", ha="left", color=PIPELINE_COLORS["arrow"], style="italic"))
+                         fontsize=8, va="center", ha="left", color=PIPELINE_COLORS["arrow"], style="italic"))
 
     # RoIAlign's foundations, below it
-    box("bilinear", 4.7, 1.75, 1.9, 0.8, f"bilinear interpolation\n{nb('bilinear')}", base_colour, fontsize=7.5)
-    box("roipool", 6.95, 1.75, 1.9, 0.8, f"RoIPool vs RoIAlign\n{nb('roipool')}", base_colour, fontsize=7.5)
+    box("bilinear", 4.7, 1.75, 1.9, 0.8, f"bilinear interpolation\n{nb('bilinear')}", base_colour)
+    box("roipool", 6.95, 1.75, 1.9, 0.8, f"RoIPool vs RoIAlign\n{nb('roipool')}", base_colour)
     for key in ("bilinear", "roipool"):
         x, y, w, h = centres[key]
         arrow(key, "roialign", (x + w / 2, y + h), (rx + rw * (0.3 if key == "bilinear" else 0.7), ry), dashed=True)
@@ -163,7 +163,7 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
     width = min(3.2, (14.0 - 2 * x0 - gap * (len(band) - 1)) / max(len(band), 1))  # four fit at 3.2
     for k, number in enumerate(band):
         box(f"nb{number}", x0 + k * (width + gap), 0.1, width, 0.95,
-            f"notebook {number}\n{textwrap.fill(titles[number], int(34 * width / 3.2))}", whole_colour, fontsize=8)
+            f"notebook {number}\n{textwrap.fill(titles[number], int(34 * width / 3.2))}", whole_colour)
     return PipelineArtists(ax=ax, boxes=boxes, arrows=arrows, texts=texts)
 
 

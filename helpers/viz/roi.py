@@ -316,6 +316,9 @@ def draw_mask_outlines(masks: Mapping[str, ArrayLike], ax: Axes | None = None, *
         colors: ``label -> colour``; defaults: truth black, then green, blue, orange.
         box: optional ``(x1, y1, x2, y2)`` drawn dashed, in the same pixel-centre coordinates.
 
+    The legend (8 pt, the figure standard) sits under the axes, below the tick labels, so it hides
+    no outline.
+
     Returns:
         ``label -> QuadContourSet``.
     """
@@ -340,7 +343,8 @@ def draw_mask_outlines(masks: Mapping[str, ArrayLike], ax: Axes | None = None, *
         first = as_map(next(iter(masks.values())))
         set_pixel_limits(ax, *first.shape)
     ax.set_aspect("equal")
-    ax.legend(handles=handles, loc="lower right", fontsize=7)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), borderaxespad=2.5,
+              ncol=min(len(handles), 2), fontsize=8, frameon=False)    # under the tick labels: hides no outline
     return out
 
 
