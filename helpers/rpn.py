@@ -472,19 +472,20 @@ def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: Sequen
         offset += ob.shape[1]
     top_idx = torch.cat(top_idx, dim=1)                                         # [N, sum k]
     batch_idx = torch.arange(num_images, device=device)[:, None]
-    objectness, levels, proposals = (objectness[batch_idx, top_idx], levels[batch_idx, top_idx],
-                                     proposals[batch_idx, top_idx])
+    # objectness[batch_idx, top_idx] etc., as gathers (see the (*) note in helpers.boxes)
+    objectness, levels = objectness.gather(1, top_idx), levels.gather(1, top_idx)             # [N, sum k]
+    proposals = proposals.gather(1, top_idx[:, :, None].expand(-1, -1, 4))                    # [N, sum k, 4]
     probs = torch.sigmoid(objectness)
 
     final_boxes, final_scores = [], []
     for boxes, scores, lvl, shape in zip(proposals, probs, levels, image_shapes):
         boxes = clip_boxes_to_image(boxes, shape)
         keep = remove_small_boxes(boxes, min_size)
-        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        boxes, scores, lvl = boxes.index_select(0, keep), scores[keep], lvl[keep]   # (*) in helpers.boxes
         keep = torch.where(scores >= score_thresh)[0]
-        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        boxes, scores, lvl = boxes.index_select(0, keep), scores[keep], lvl[keep]
         keep = batched_nms(boxes, scores, lvl, nms_thresh)[:post_n]
-        final_boxes.append(boxes[keep])
+        final_boxes.append(boxes.index_select(0, keep))
         final_scores.append(scores[keep])
     return final_boxes, final_scores
 
