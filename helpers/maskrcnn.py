@@ -390,7 +390,8 @@ class SeriesMaskRCNN(nn.Module):
                       ) -> tuple[list[Tensor], list[Tensor]]:
         """07: the sampled RoIs with an object (label > 0) and the ground truth each is matched to."""
         keep = [torch.where(lab > 0)[0] for lab in labels]
-        return [r[k] for r, k in zip(rois, keep)], [m[k] for m, k in zip(matched_idxs, keep)]
+        # r.index_select(0, k) is r[k]; see the (*) note in helpers.boxes for why not r[k]
+        return [r.index_select(0, k) for r, k in zip(rois, keep)], [m[k] for m, k in zip(matched_idxs, keep)]
 
     def mask_branch(self, features: Mapping[str, Tensor], boxes: list[Tensor], image_sizes: list[tuple[int, int]]
                     ) -> Tensor:
