@@ -13,6 +13,7 @@ and the ratio of the medians, series / torchvision (below 1: the series' model i
 step of each is shown in parentheses, a hint of how much the machine's load moved the numbers. ``--profile`` adds a
 per-stage table from ``cProfile`` of one more step of each (cumulative seconds in the functions
 that implement each stage; the backward pass is one C++ call and is not split by stage).
+What such a profile found, and what was changed: ``benchmarks/PROFILE.md``.
 
     .venv/bin/python benchmarks/bench_model.py                 # shipped weights, 2 threads, 5 steps
     .venv/bin/python benchmarks/bench_model.py --random --steps 9 --profile

@@ -9,13 +9,21 @@ series' own Mask R-CNN (:class:`helpers.maskrcnn.SeriesMaskRCNN`, ``impl="series
 ``config.pool`` chooses the series' :func:`helpers.roi.roi_align` or :func:`helpers.roi.roi_pool`. Every run trains from scratch with :func:`helpers.train.train` and is
 scored with COCOeval (``segm`` and ``bbox``) on the same held-out validation images.
 
-Regenerate the shipped results (``data/ablation_results.json``,
-:data:`helpers.project.ABLATION_RESULTS`, and the four seed-0 float16 checkpoints in
-``data/ablation/``, :data:`helpers.project.ABLATION_CHECKPOINTS`) with::
+Run the grid with::
 
-    python -m helpers.ablation
+    python -m helpers.ablation                       # writes runs/ablation-<UTC time>/
+    python -m helpers.ablation --name mine           # runs/mine/ablation_results.json, runs/mine/ablation/*.pt
+    python -m helpers.ablation --name mine --strides 4,8,16 --resume   # add stride 8, keep the finished runs
 
-(the defaults below; ``--jobs 2`` runs two trainings side by side, one CPU thread each).
+(the defaults below; ``--jobs 2`` runs two trainings side by side, one CPU thread each). Like
+``python -m helpers.train``, a run writes into its own folder ``runs/<name>/`` (``--runs-dir``,
+``--name``), refuses to replace an existing results file or checkpoint unless ``--overwrite`` (or,
+for the results of the same settings, ``--resume``), and writes into ``data/`` only when a path names
+it. The shipped results (``data/ablation_results.json``, :data:`helpers.project.ABLATION_RESULTS`, and
+the four seed-0 float16 checkpoints in ``data/ablation/``, :data:`helpers.project.ABLATION_CHECKPOINTS`)
+are regenerated with :data:`SHIPPED_COMMAND`::
+
+    python -m helpers.ablation --out data/ablation_results.json --checkpoints data/ablation --overwrite
 
 Sizes are chosen for a 2-core machine shared with other work (see :data:`ABLATION_MODEL`): a
 3-stage backbone of about 1 M parameters, 128 x 128 images, lighter heads and fewer sampled RoIs
@@ -58,8 +66,10 @@ __all__ = [
     "DEFAULT_OPS",
     "DEFAULT_STRIDES",
     "DEFAULT_SEEDS",
-    "DEFAULT_OUT",
-    "DEFAULT_CHECKPOINTS",
+    "DEFAULT_RUNS_DIR",
+    "SHIPPED_COMMAND",
+    "default_run_name",
+    "check_outputs_free",
     "METRICS",
     "run_one",
     "run_ablation",
@@ -105,11 +115,12 @@ ABLATION_TRAIN: dict[str, Any] = {
 DEFAULT_OPS: tuple[str, ...] = ("align", "pool")
 DEFAULT_STRIDES: tuple[int, ...] = (4, 16)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
-DEFAULT_OUT: Path = ABLATION_RESULTS
-"""Where :func:`run_ablation` writes its results by default (``data/ablation_results.json``)."""
-DEFAULT_CHECKPOINTS: Path = ABLATION_CHECKPOINTS
-"""Where it keeps the seed-0 models by default (``data/ablation/``)."""
+DEFAULT_RUNS_DIR = "runs"
+"""The folder of the runs (from the repository root): each run writes into ``runs/<name>/``."""
 DEFAULT_COMMAND = "python -m helpers.ablation"
+SHIPPED_COMMAND = (f"{DEFAULT_COMMAND} --out {ABLATION_RESULTS.relative_to(ROOT).as_posix()} "
+                   f"--checkpoints {ABLATION_CHECKPOINTS.relative_to(ROOT).as_posix()} --overwrite")
+"""The command that regenerates the shipped ``data/ablation_results.json`` and ``data/ablation/*.pt``."""
 
 METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm")
 """The COCO metrics stored per run and IoU type (the shapes have no large objects)."""
@@ -138,8 +149,27 @@ def _check_seed(seed: Any, name: str = "seed") -> int:
 
 def checkpoint_path(folder: str | Path, op: str, stride: int, seed: int) -> Path:
     """``folder/<op>_stride<stride>_seed<seed>.pt``, a relative ``folder`` taken from the repository
-    root (the seed-0 models are shipped in :data:`DEFAULT_CHECKPOINTS`)."""
+    root (the seed-0 models are shipped in ``data/ablation/``, :data:`helpers.project.ABLATION_CHECKPOINTS`)."""
     return ROOT / folder / f"{op}_stride{stride}_seed{seed}.pt"
+
+
+def default_run_name() -> str:
+    """``ablation-<UTC time>``: ``ablation-20260130-142501``, the run folder's name when none is given."""
+    return f"ablation-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def check_outputs_free(out: Path, checkpoints: Sequence[Path], overwrite: bool = False,
+                       resumable: bool = False) -> None:
+    """Raise ``FileExistsError`` naming every file a grid would replace, unless ``overwrite``: the results
+    JSON ``out`` (allowed when ``resumable``: ``--resume`` with results of the same settings) and the
+    ``checkpoints`` it would write (allowed when resuming, being that grid's own). Nothing is written
+    before this check."""
+    if overwrite:
+        return
+    taken = [] if resumable else [p for p in (out, *checkpoints) if p.exists()]
+    if taken:
+        raise FileExistsError(f"refusing to overwrite {', '.join(repo_relative(p) for p in taken)}: pass --overwrite "
+                              "to replace, --name for a new run folder, or --resume to continue the same grid")
 
 
 def load_half_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -252,11 +282,11 @@ def _key(run: Mapping[str, Any]) -> tuple[int, str, int]:
 # the whole grid
 # ----------------------------------------------------------------------------------------------
 def run_ablation(ops: Sequence[str] = DEFAULT_OPS, strides: Sequence[int] = DEFAULT_STRIDES,
-                 seeds: Sequence[int] = DEFAULT_SEEDS, out: str | Path = DEFAULT_OUT,
-                 checkpoints: str | Path | None = DEFAULT_CHECKPOINTS, checkpoint_seed: int | None = 0,
+                 seeds: Sequence[int] = DEFAULT_SEEDS, *, out: str | Path,
+                 checkpoints: str | Path | None = None, checkpoint_seed: int | None = 0,
                  train_overrides: Mapping[str, Any] | None = None,
                  model_overrides: Mapping[str, Any] | None = None, jobs: int = 1, resume: bool = False,
-                 progress: bool = True, command: str | None = None) -> dict[str, Any]:
+                 overwrite: bool = False, progress: bool = True, command: str | None = None) -> dict[str, Any]:
     """Train every (op, stride, seed) combination and write the results JSON after each run.
 
     Args:
@@ -269,6 +299,8 @@ def run_ablation(ops: Sequence[str] = DEFAULT_OPS, strides: Sequence[int] = DEFA
         train_overrides, model_overrides: fields on top of :data:`ABLATION_TRAIN` / :data:`ABLATION_MODEL`.
         jobs: trainings run side by side in separate processes (one thread each by default).
         resume: keep runs already in ``out`` that were made with the same settings, train the rest.
+        overwrite: allow replacing an existing ``out`` or checkpoint (otherwise ``FileExistsError``,
+            before anything is trained; see :func:`check_outputs_free`).
         progress: tqdm bars (one over the runs; with ``jobs == 1`` also each run's steps).
         command: the command line recorded in the JSON.
 
@@ -291,6 +323,8 @@ def run_ablation(ops: Sequence[str] = DEFAULT_OPS, strides: Sequence[int] = DEFA
     keep = None if checkpoints is None else (checkpoints, checkpoint_seed)
     specs = [_spec(key, train_overrides, model_overrides, keep, progress and jobs == 1)
              for key in wanted if key not in done]
+    check_outputs_free(out_path, [Path(spec["checkpoint"]) for spec in specs if spec["checkpoint"]], overwrite,
+                       resumable=resume and out_path.is_file() and _same_settings(out_path, settings))
     start = time.perf_counter()
 
     def write(complete: bool) -> dict[str, Any]:
@@ -342,13 +376,16 @@ def _settings(ops: list[str], strides: list[int], seeds: list[int], train_overri
 
 def _finished_runs(out_path: Path, settings: Mapping[str, Any]) -> tuple[dict[tuple[int, str, int], Any], float]:
     """The runs already in ``out_path`` made with the same train and model settings, and their wall time."""
-    if not out_path.is_file():
+    if not out_path.is_file() or not _same_settings(out_path, settings):
         return {}, 0.0
     old = json.loads(out_path.read_text())
-    same = all(old.get("settings", {}).get(k) == settings[k] for k in ("train", "model"))
-    if not same:
-        return {}, 0.0
     return {_key(r): r for r in old.get("runs", [])}, float(old.get("total_wall_s", 0.0))
+
+
+def _same_settings(out_path: Path, settings: Mapping[str, Any]) -> bool:
+    """Whether the results in ``out_path`` were made with the same train and model settings."""
+    old = json.loads(out_path.read_text())
+    return all(old.get("settings", {}).get(k) == settings[k] for k in ("train", "model"))
 
 
 def _run_all(specs: list[dict[str, Any]], jobs: int) -> Iterator[dict[str, Any]]:
@@ -591,10 +628,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=ABLATION_TRAIN[name],
                        help=f"{help_of[name]} (default %(default)s)")
     p.add_argument("--jobs", type=int, default=2, help="trainings side by side (default %(default)s)")
-    p.add_argument("--out", default=repo_relative(DEFAULT_OUT), help="results JSON (default %(default)s)")
-    p.add_argument("--checkpoints", default=repo_relative(DEFAULT_CHECKPOINTS),
-                   help="folder for the seed-0 float16 checkpoints (default %(default)s; 'none' keeps none)")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="folder of the runs (default %(default)s)")
+    p.add_argument("--name", default=None,
+                   help="run name: the outputs go to RUNS_DIR/NAME/ (default: ablation-<UTC time>)")
+    p.add_argument("--out", default=None, help="results JSON (default RUNS_DIR/NAME/ablation_results.json; the shipped "
+                                              "results are regenerated with --out data/ablation_results.json)")
+    p.add_argument("--checkpoints", default=None,
+                   help="folder for the seed-0 float16 checkpoints (default RUNS_DIR/NAME/ablation; 'none' keeps "
+                        "none; the shipped ones: --checkpoints data/ablation)")
     p.add_argument("--resume", action="store_true", help="keep finished runs of the same settings in --out")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing results file or checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -605,16 +648,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     a = parser.parse_args(argv)
     train_overrides = {name: getattr(a, name) for name in _TRAIN_OPTIONS}
+    folder = Path(a.runs_dir) / (a.name or default_run_name())
+    out = a.out or folder / "ablation_results.json"
+    checkpoints = a.checkpoints or folder / "ablation"
     try:
-        results = run_ablation(a.ops, a.strides, a.seeds, out=a.out,
-                               checkpoints=None if a.checkpoints.lower() == "none" else a.checkpoints,
+        results = run_ablation(a.ops, a.strides, a.seeds, out=out,
+                               checkpoints=None if str(checkpoints).lower() == "none" else checkpoints,
                                train_overrides=train_overrides, jobs=a.jobs, resume=a.resume,
-                               progress=not a.no_progress,
+                               overwrite=a.overwrite, progress=not a.no_progress,
                                command=" ".join([DEFAULT_COMMAND, *(shlex.quote(x) for x in argv)]))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, FileExistsError) as exc:
         parser.error(str(exc))
     print(format_summary(summarise(results)))
-    print(f"{len(results['runs'])} runs in {results['total_wall_s'] / 60:.1f} min wall; results: {a.out}")
+    print(f"{len(results['runs'])} runs in {results['total_wall_s'] / 60:.1f} min wall; "
+          f"results: {repo_relative(ROOT / out)}")
     return results
 
 

@@ -271,9 +271,10 @@ def select_training_samples(proposals: Sequence[Tensor], targets: Sequence[Mappi
     matched_gt_boxes = []
     for i in range(len(proposals)):
         keep = torch.where(pos_masks[i] | neg_masks[i])[0]                       # [S_i], ascending
-        proposals[i], labels[i], matched_idxs[i] = proposals[i][keep], labels[i][keep], matched_idxs[i][keep]
+        # rows of 2-D tensors by index_select, not x[keep]: the same rows (see the (*) note in helpers.boxes)
+        proposals[i], labels[i], matched_idxs[i] = proposals[i].index_select(0, keep), labels[i][keep], matched_idxs[i][keep]
         boxes = gt_boxes[i] if gt_boxes[i].numel() else torch.zeros((1, 4), dtype=dtype, device=keep.device)
-        matched_gt_boxes.append(boxes[matched_idxs[i]])                          # [S_i, 4]
+        matched_gt_boxes.append(boxes.index_select(0, matched_idxs[i]))          # [S_i, 4]
     regression_targets = list(coder.encode(matched_gt_boxes, proposals))         # step 4
     return proposals, matched_idxs, labels, regression_targets
 
@@ -352,8 +353,10 @@ def fastrcnn_loss(class_logits: Tensor, box_regression: Tensor, labels: Tensor |
 
     classification_loss = cross_entropy(class_logits, labels)                   # []
     positive = torch.where(labels > 0)[0]                                         # [P]
-    deltas = box_regression.reshape(n, num_classes, 4)[positive, labels[positive]]  # [P, 4]: true class only
-    box_loss = smooth_l1(deltas - regression_targets[positive], beta).sum() / labels.numel()
+    # [P, 4]: the true class's deltas only, i.e. box_regression.reshape(n, num_classes, 4)[positive, labels[positive]]
+    # as one index_select of rows (see the (*) note in helpers.boxes)
+    deltas = box_regression.reshape(n * num_classes, 4).index_select(0, positive * num_classes + labels[positive])
+    box_loss = smooth_l1(deltas - regression_targets.index_select(0, positive), beta).sum() / labels.numel()
     return classification_loss, box_loss
 
 
@@ -420,11 +423,11 @@ def postprocess_detections(class_logits: Tensor, box_regression: Tensor, proposa
         boxes, scores, labels = boxes[:, 1:], scores[:, 1:], labels[:, 1:]      # drop the background
         boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)  # one per pair
         keep = torch.where(scores > score_thresh)[0]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        boxes, scores, labels = boxes.index_select(0, keep), scores[keep], labels[keep]   # (*) in helpers.boxes
         keep = remove_small_boxes(boxes, min_size=1e-2)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        boxes, scores, labels = boxes.index_select(0, keep), scores[keep], labels[keep]
         keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
-        all_boxes.append(boxes[keep])
+        all_boxes.append(boxes.index_select(0, keep))
         all_scores.append(scores[keep])
         all_labels.append(labels[keep])
     return all_boxes, all_scores, all_labels

@@ -30,6 +30,10 @@ from helpers.checks import check_boxes, check_number, check_tensor, kernel_dtype
 __all__ = ["box_area", "check_iou_args", "box_iou", "clip_boxes_to_image", "remove_small_boxes", "NMS_DTYPES", "nms_dtypes",
            "nms", "nms_loop", "batched_nms"]
 
+# (*) rows of a 2-D tensor are picked with index_select, not boxes[idx] (the same rows): advanced indexing
+# of a 2-D tensor starts torch's intra-op thread pool, which on a busy 2-core machine waits for a core
+# (about 24 ms against 0.01 ms for 840 boxes; benchmarks/PROFILE.md). helpers.rpn and helpers.box_head
+# do the same in their per-image loops.
 NMS_BLOCK = 256
 """Boxes :func:`nms` walks per block: one IoU matrix within the block, one against the later boxes."""
 
@@ -152,7 +156,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, stable=True, descending=True).indices            # [N]
-    b = boxes[order]                                                            # [N, 4], by score
+    b = boxes.index_select(0, order)                                            # [N, 4], by score (*)
     above = _largest_below_or_at(threshold, b.dtype)                            # iou > above <=> iou > threshold
     if b.device.type == "cpu" and b.dtype in (torch.float32, torch.float64):
         # The same blocked walk in numpy: identical IEEE arithmetic (see _iou_above_numpy), but no
@@ -212,11 +216,18 @@ def _iou_above_numpy(xyxy: np.ndarray, area: np.ndarray, i: np.ndarray, j: np.nd
     """``box_iou(xyxy[i], xyxy[j]) > above`` as a bool [len(i), len(j)] numpy array, with box_iou's
     float operations in box_iou's order (in the array's dtype, float32 or float64), hence the same bits."""
     x1, y1, x2, y2 = xyxy[:, 0], xyxy[:, 1], xyxy[:, 2], xyxy[:, 3]
-    w = np.minimum(x2[i, None], x2[None, j]) - np.maximum(x1[i, None], x1[None, j])
-    h = np.minimum(y2[i, None], y2[None, j]) - np.maximum(y1[i, None], y1[None, j])
-    inter = np.maximum(w, 0) * np.maximum(h, 0)
+    # the same operations as inter / (area_i + area_j - inter), written in place into three buffers
+    # (no temporary per step: on [C, L] blocks, allocating is what costs)
+    w = np.minimum(x2[i, None], x2[None, j])
+    w -= np.maximum(x1[i, None], x1[None, j])
+    h = np.minimum(y2[i, None], y2[None, j])
+    h -= np.maximum(y1[i, None], y1[None, j])
+    inter = np.maximum(w, 0, out=w)
+    inter *= np.maximum(h, 0, out=h)
+    union = np.add(area[i, None], area[None, j], out=h)
+    union -= inter
     with np.errstate(divide="ignore", invalid="ignore"):                        # 0 / 0 = NaN: not above
-        return inter / (area[i, None] + area[None, j] - inter) > xyxy.dtype.type(above)
+        return np.divide(inter, union, out=union) > xyxy.dtype.type(above)
 
 
 def _nms_sorted_numpy(xyxy: np.ndarray, above: float, block: int) -> np.ndarray:
@@ -301,6 +312,6 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     keep_mask = torch.zeros_like(scores, dtype=torch.bool)
     for category in torch.unique(idxs):
         members = torch.where(idxs == category)[0]
-        keep_mask[members[nms(boxes[members], scores[members], iou_threshold)]] = True
+        keep_mask[members[nms(boxes.index_select(0, members), scores[members], iou_threshold)]] = True  # (*)
     kept = torch.where(keep_mask)[0]
     return kept[scores[kept].sort(descending=True)[1]]

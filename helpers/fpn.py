@@ -3,7 +3,8 @@
 Written in the open in ``notebooks/04_backbone_fpn.ipynb`` and checked there (and in
 ``tests/test_fpn.py``) to give exactly the numbers of torchvision's ``torchvision.ops.poolers``:
 :func:`map_levels` is its ``LevelMapper`` and :func:`multiscale_roi_align` its
-``MultiScaleRoIAlign``, with RoIAlign itself taken from :func:`helpers.roi.roi_align`; and
+``MultiScaleRoIAlign``, with RoIAlign itself taken from :func:`helpers.roi.roi_align` (or, with
+``op="pool"``, RoIPool from :func:`helpers.roi.roi_pool`, for notebook 10's ablation); and
 :func:`fpn_top_down` is the forward pass of its ``FeaturePyramidNetwork`` (used by the series' own
 model, :mod:`helpers.maskrcnn`).
 
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from helpers.checks import check_boxes, check_hw, check_int, check_number, check_size, upcast
-from helpers.roi import roi_align
+from helpers.roi import roi_align, roi_pool
 
 __all__ = [
     "FPN_NAMES",
@@ -274,11 +275,12 @@ def check_pyramid_inputs(features: Mapping[str, Tensor], boxes: Sequence[Tensor]
 def check_multiscale_args(features: Mapping[str, Tensor], boxes: Sequence[Tensor],
                           image_shapes: Sequence[Sequence[int]], output_size: int | Sequence[int] = 7,
                           sampling_ratio: int = 2, featmap_names: Sequence[str] = ("0", "1", "2", "3"),
-                          ) -> tuple[list[Tensor], Tensor, tuple[int, int], int]:
+                          op: str = "align") -> tuple[list[Tensor], Tensor, tuple[int, int], int]:
     """The argument checks of :func:`multiscale_roi_align`, in one call.
 
     Checks, in this order: ``features``, ``boxes`` and ``featmap_names`` (:func:`check_pyramid_inputs`);
-    ``output_size`` (an int or a pair of positive ints); ``sampling_ratio`` (an int); ``image_shapes``
+    ``output_size`` (an int or a pair of positive ints); ``sampling_ratio`` (an int); ``op`` (``"align"``
+    or ``"pool"``); ``image_shapes``
     (a non-empty list of ``(H, W)``, checked by :func:`infer_scales`); and that the selected maps are
     consecutive pyramid levels, each half the size of the previous (scales ``2^-k_min``,
     ``2^-(k_min+1)``, ...). Raises ``TypeError`` / ``ValueError`` naming the argument.
@@ -290,6 +292,8 @@ def check_multiscale_args(features: Mapping[str, Tensor], boxes: Sequence[Tensor
     maps, all_boxes = check_pyramid_inputs(features, boxes, featmap_names)
     output_size = check_size(output_size, "output_size")
     sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
+    if not isinstance(op, str) or op not in ("align", "pool"):
+        raise ValueError(f"op must be 'align' (RoIAlign) or 'pool' (RoIPool), got {op!r}")
     scales, k_min, _ = infer_scales(maps, image_shapes)
     if scales != [2.0 ** -(k_min + i) for i in range(len(maps))]:
         raise ValueError(f"the selected feature maps must be consecutive pyramid levels (each half the size of "
@@ -299,25 +303,33 @@ def check_multiscale_args(features: Mapping[str, Tensor], boxes: Sequence[Tensor
 
 # @export notebooks/04_backbone_fpn.ipynb: multiscale_roi_align (edit the notebook; tools/nb.py export writes this)
 def multiscale_roi_align(features, boxes, image_shapes, output_size=7, sampling_ratio=2,
-                         featmap_names=("0", "1", "2", "3"), *, canonical_scale=224, canonical_level=4):
+                         featmap_names=("0", "1", "2", "3"), *, canonical_scale=224, canonical_level=4,
+                         op="align"):
     """RoIAlign from the pyramid level that suits each box: torchvision's MultiScaleRoIAlign.
     features {name: [N, C, H_l, W_l]}, boxes: one Tensor[K_i, 4] per image, image_shapes: each image's (H, W)
-    before padding -> Tensor[sum K_i, C, PH, PW], rows in the order of the boxes."""
+    before padding -> Tensor[sum K_i, C, PH, PW], rows in the order of the boxes.
+    op="align": roi_align (02); op="pool": roi_pool (03) from the same levels, sampling_ratio unused."""
     maps, all_boxes, output_size, sampling_ratio = check_multiscale_args(
-        features, boxes, image_shapes, output_size, sampling_ratio, featmap_names)   # 1. maps, finest first; [K, 4]
+        features, boxes, image_shapes, output_size, sampling_ratio, featmap_names, op)  # 1. maps, finest first; [K, 4]
     # 2. scale of map l = 2^round(log2(H_l / H)), H the largest unpadded height: 1/4 .. 1/32; k = -log2(scale)
     scales, k_min, k_max = infer_scales(maps, image_shapes)
     ids = torch.cat([torch.full((len(b), 1), float(i), dtype=all_boxes.dtype, device=maps[0].device)
                      for i, b in enumerate(boxes)])                               # [K, 1]: the image of each box
     rois = torch.cat([ids, all_boxes.to(maps[0].device)], dim=1)                  # [K, 5]
+
+    def pool(f, rois, scale):                                                     # the op on one map
+        if op == "pool":
+            return roi_pool(f, rois, output_size, spatial_scale=scale)
+        return roi_align(f, rois, output_size, spatial_scale=scale, sampling_ratio=sampling_ratio)
+
     if len(maps) == 1:                                                            # one map: every box uses it
-        return roi_align(maps[0], rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
+        return pool(maps[0], rois, scales[0])
     levels = map_levels(all_boxes, k_min, k_max, canonical_scale, canonical_level)  # 3. [K]: each box's level
     out = maps[0].new_zeros((len(rois), maps[0].shape[1]) + output_size)          # [K, C, PH, PW]
-    for i, (f, scale) in enumerate(zip(maps, scales)):                            # 4. one RoIAlign per level
+    for i, (f, scale) in enumerate(zip(maps, scales)):                            # 4. one pooling per level
         idx = torch.where(levels == k_min + i)[0]                                 # the boxes of level k_min + i
         if len(idx):
-            out[idx] = roi_align(f, rois[idx], output_size, spatial_scale=scale, sampling_ratio=sampling_ratio)
+            out[idx] = pool(f, rois[idx], scale)
     return out
 # @end export multiscale_roi_align
 

@@ -12,7 +12,7 @@ backbone and FPN              :class:`helpers.model.ShapesBackbone` with     04 
 RPN                           :class:`RPNHead`,                              05 RPN
                               :class:`helpers.rpn.RegionProposalNetwork`
 multi-scale RoIAlign          :func:`helpers.fpn.multiscale_roi_align`       04 (02, 03 for the ops)
-                              (RoIPool: :func:`multiscale_roi_pool`)
+                              (RoIPool: the same with ``op="pool"``)
 box head                      :mod:`helpers.box_head`                        06 box head
 mask head                     :mod:`helpers.mask_head`                       07 mask head
 ============================  ============================================  ==========================
@@ -53,13 +53,12 @@ from torch import Tensor, nn
 from helpers.box_head import FastRCNNPredictor, TwoMLPHead, fastrcnn_loss, postprocess_detections, \
     select_training_samples
 from helpers.checks import check_boxes, check_list, check_tensor
-from helpers.fpn import fpn_top_down, infer_scales, map_levels, multiscale_roi_align
+from helpers.fpn import fpn_top_down, multiscale_roi_align
 from helpers.mask_head import MaskHead, maskrcnn_inference, maskrcnn_loss, paste_masks_in_image
 from helpers.model import ShapesBackbone, ShapesModelConfig
-from helpers.roi import roi_pool
 from helpers.rpn import AnchorGenerator, RegionProposalNetwork
 
-__all__ = ["ImageBatch", "ImageTransform", "resize_boxes", "FeaturePyramid", "RPNHead", "RoIHeads", "multiscale_roi_pool",
+__all__ = ["ImageBatch", "ImageTransform", "resize_boxes", "FeaturePyramid", "RPNHead", "RoIHeads",
            "SeriesMaskRCNN", "LOSS_NAMES"]
 
 LOSS_NAMES: tuple[str, ...] = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
@@ -279,34 +278,6 @@ class RoIHeads(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# 03/04: multi-scale RoIPool (multi-scale RoIAlign is helpers.fpn.multiscale_roi_align)
-# ----------------------------------------------------------------------------------------------
-def multiscale_roi_pool(features: Mapping[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]],
-                        output_size: int, canonical_scale: int = 224, canonical_level: int = 4) -> Tensor:
-    """:func:`helpers.fpn.multiscale_roi_align`'s level rule with RoIPool (:func:`helpers.roi.roi_pool`).
-
-    For the RoIAlign-against-RoIPool ablation (``config.pool = "pool"``). Each box is pooled from the
-    level ``floor(4 + log2(sqrt(wh) / 224) + 1e-6)`` clamped to the levels present, with that level's
-    ``spatial_scale`` inferred from the map's size (:func:`helpers.fpn.infer_scales`).
-
-    Returns:
-        ``Tensor[sum K_i, C, output_size, output_size]``, rows in the order of the boxes.
-    """
-    maps = list(features.values())
-    scales, k_min, k_max = infer_scales(maps, image_shapes)
-    rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)])  # [K, 5]
-    if len(maps) == 1:
-        return roi_pool(maps[0], rois, output_size, scales[0])
-    levels = map_levels(rois[:, 1:], k_min, k_max, canonical_scale, canonical_level) - k_min  # [K]: 0 = finest map
-    out = maps[0].new_zeros((len(rois), maps[0].shape[1], output_size, output_size))
-    for level, (feature, scale) in enumerate(zip(maps, scales)):
-        idx = torch.where(levels == level)[0]
-        if len(idx):
-            out[idx] = roi_pool(feature, rois[idx], output_size, scale)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
 # the whole model
 # ----------------------------------------------------------------------------------------------
 class SeriesMaskRCNN(nn.Module):
@@ -401,11 +372,9 @@ class SeriesMaskRCNN(nn.Module):
              output_size: int) -> Tensor:
         """04: each box pooled from its pyramid level, by RoIAlign or (``config.pool = "pool"``) RoIPool."""
         config = self.shapes_config
-        maps = OrderedDict((name, features[name]) for name in self.featmap_names)
-        if config.pool == "pool":
-            return multiscale_roi_pool(maps, boxes, image_sizes, output_size, config.canonical_scale)
-        return multiscale_roi_align(maps, boxes, image_sizes, output_size, config.sampling_ratio,
-                                    featmap_names=self.featmap_names, canonical_scale=config.canonical_scale)
+        return multiscale_roi_align(features, boxes, image_sizes, output_size, config.sampling_ratio,
+                                    featmap_names=self.featmap_names, canonical_scale=config.canonical_scale,
+                                    op=config.pool)
 
     def sample_rois(self, proposals: list[Tensor], targets: list[dict[str, Tensor]]
                     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
@@ -431,7 +400,8 @@ class SeriesMaskRCNN(nn.Module):
                       ) -> tuple[list[Tensor], list[Tensor]]:
         """07: the sampled RoIs with an object (label > 0) and the ground truth each is matched to."""
         keep = [torch.where(lab > 0)[0] for lab in labels]
-        return [r[k] for r, k in zip(rois, keep)], [m[k] for m, k in zip(matched_idxs, keep)]
+        # r.index_select(0, k) is r[k]; see the (*) note in helpers.boxes for why not r[k]
+        return [r.index_select(0, k) for r, k in zip(rois, keep)], [m[k] for m, k in zip(matched_idxs, keep)]
 
     def mask_branch(self, features: Mapping[str, Tensor], boxes: list[Tensor], image_sizes: list[tuple[int, int]]
                     ) -> Tensor:

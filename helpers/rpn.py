@@ -267,7 +267,7 @@ def assign_targets_to_anchors(anchors: Sequence[Tensor], targets: Sequence[Mappi
             labels_i = torch.zeros((anchors_i.shape[0],), dtype=torch.float32, device=anchors_i.device)
         else:
             idx = match_anchors(box_iou(gt_boxes, anchors_i), fg_iou_thresh, bg_iou_thresh, True)  # [A]
-            matched = gt_boxes[idx.clamp(min=0)]                                # [A, 4]
+            matched = gt_boxes.index_select(0, idx.clamp(min=0))                # [A, 4] ((*) in helpers.boxes)
             labels_i = (idx >= 0).to(torch.float32)                             # [A]
             labels_i[idx == BELOW_LOW_THRESHOLD] = 0.0
             labels_i[idx == BETWEEN_THRESHOLDS] = -1.0
@@ -416,7 +416,9 @@ def rpn_loss(objectness: Tensor, pred_bbox_deltas: Tensor, labels: Sequence[Tens
         raise ValueError(f"objectness ({objectness.shape[0]}), pred_bbox_deltas ({pred_bbox_deltas.shape[0]}), "
                          f"labels ({labels_all.shape[0]}) and regression_targets ({targets_all.shape[0]}) "
                          f"must cover the same anchors")
-    box_loss = smooth_l1_loss(pred_bbox_deltas[pos], targets_all[pos], beta) / sampled.numel()
+    # the positive anchors' rows, by index_select (see the (*) note in helpers.boxes)
+    box_loss = smooth_l1_loss(pred_bbox_deltas.index_select(0, pos), targets_all.index_select(0, pos),
+                              beta) / sampled.numel()
     objectness_loss = binary_cross_entropy_with_logits(objectness[sampled], labels_all[sampled])
     return objectness_loss, box_loss
 
@@ -472,19 +474,20 @@ def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: Sequen
         offset += ob.shape[1]
     top_idx = torch.cat(top_idx, dim=1)                                         # [N, sum k]
     batch_idx = torch.arange(num_images, device=device)[:, None]
-    objectness, levels, proposals = (objectness[batch_idx, top_idx], levels[batch_idx, top_idx],
-                                     proposals[batch_idx, top_idx])
+    # objectness[batch_idx, top_idx] etc., as gathers (see the (*) note in helpers.boxes)
+    objectness, levels = objectness.gather(1, top_idx), levels.gather(1, top_idx)             # [N, sum k]
+    proposals = proposals.gather(1, top_idx[:, :, None].expand(-1, -1, 4))                    # [N, sum k, 4]
     probs = torch.sigmoid(objectness)
 
     final_boxes, final_scores = [], []
     for boxes, scores, lvl, shape in zip(proposals, probs, levels, image_shapes):
         boxes = clip_boxes_to_image(boxes, shape)
         keep = remove_small_boxes(boxes, min_size)
-        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        boxes, scores, lvl = boxes.index_select(0, keep), scores[keep], lvl[keep]   # (*) in helpers.boxes
         keep = torch.where(scores >= score_thresh)[0]
-        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        boxes, scores, lvl = boxes.index_select(0, keep), scores[keep], lvl[keep]
         keep = batched_nms(boxes, scores, lvl, nms_thresh)[:post_n]
-        final_boxes.append(boxes[keep])
+        final_boxes.append(boxes.index_select(0, keep))
         final_scores.append(scores[keep])
     return final_boxes, final_scores
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -19,9 +20,9 @@ from torchvision.ops import roi_align, roi_pool
 
 from helpers.masks import mask_iou
 from helpers import ablation
-from helpers.ablation import (ABLATION_MODEL, DEFAULT_CHECKPOINTS, DEFAULT_OUT, METRICS, build_parser, checkpoint_path,
-                              coordinate_map, format_summary, load_half_checkpoint, roipool_cells, roipool_extent,
-                              run_ablation, summarise)
+from helpers.ablation import (ABLATION_MODEL, METRICS, SHIPPED_COMMAND, build_parser, checkpoint_path, coordinate_map,
+                              format_summary, load_half_checkpoint, roipool_cells, roipool_extent, run_ablation,
+                              summarise)
 from helpers.evaluate import evaluate
 from helpers.maskrcnn import SeriesMaskRCNN
 from helpers.model import build_model, save_checkpoint
@@ -185,12 +186,80 @@ def test_half_checkpoint_round_trip(tmp_path):
         load_half_checkpoint(tmp_path / "bad.pt")
 
 
-def test_default_paths_are_the_projects():
-    assert DEFAULT_OUT == ABLATION_RESULTS and DEFAULT_CHECKPOINTS == ABLATION_CHECKPOINTS
-    assert checkpoint_path(DEFAULT_CHECKPOINTS, "align", 4, 0) == ABLATION_CHECKPOINTS / "align_stride4_seed0.pt"
-    args = build_parser().parse_args([])
-    assert (args.out, args.checkpoints) == ("data/ablation_results.json", "data/ablation")  # shown relative
-    assert ROOT / args.out == ABLATION_RESULTS
+def test_shipped_command_names_the_shipped_files():
+    assert checkpoint_path("data/ablation", "align", 4, 0) == ABLATION_CHECKPOINTS / "align_stride4_seed0.pt"
+    args = build_parser().parse_args(SHIPPED_COMMAND.split()[3:])       # after "python -m helpers.ablation"
+    assert ROOT / args.out == ABLATION_RESULTS and ROOT / args.checkpoints == ABLATION_CHECKPOINTS
+    assert args.overwrite and not args.resume
+
+
+def _record_grid(monkeypatch) -> dict:
+    """Replace run_ablation by a recorder of its arguments (main still parses and summarises)."""
+    seen: dict = {}
+
+    def record(ops, strides, seeds, **kwargs):
+        seen.update(kwargs)
+        return {**_fake_results(np.random.default_rng(0), seeds=(0,)), "total_wall_s": 1.0}
+
+    monkeypatch.setattr(ablation, "run_ablation", record)
+    return seen
+
+
+def test_default_outputs_go_to_a_run_folder_not_to_data(tmp_path, monkeypatch):
+    seen = _record_grid(monkeypatch)
+    ablation.main(["--runs-dir", str(tmp_path), "--name", "mine", "--no-progress"])
+    assert seen["out"] == tmp_path / "mine" / "ablation_results.json"
+    assert seen["checkpoints"] == tmp_path / "mine" / "ablation"
+    assert seen["overwrite"] is False and seen["resume"] is False
+    ablation.main(["--no-progress"])                                     # no name: runs/ablation-<UTC time>/
+    out, checkpoints = ROOT / seen["out"], ROOT / seen["checkpoints"]
+    assert out.parent.parent == ROOT / "runs" and re.fullmatch(r"ablation-\d{8}-\d{6}", out.parent.name)
+    assert out.name == "ablation_results.json" and checkpoints == out.parent / "ablation"
+    ablation.main(["--out", str(tmp_path / "r.json"), "--checkpoints", "none", "--overwrite"])
+    assert (seen["out"], seen["checkpoints"], seen["overwrite"]) == (str(tmp_path / "r.json"), None, True)
+
+
+def _no_training(monkeypatch):
+    def trained(*args, **kwargs):
+        raise AssertionError(f"trained {args}")
+
+    monkeypatch.setattr(ablation, "run_one", trained)
+
+
+TINY_SETTINGS = {"train_overrides": {"steps": 3}, "progress": False}
+
+
+def test_refuses_to_replace_results_or_checkpoints(tmp_path, monkeypatch):
+    _no_training(monkeypatch)
+    out, folder = tmp_path / "r.json", tmp_path / "ck"
+    out.write_text("{}\n")
+    with pytest.raises(FileExistsError, match=r"refusing to overwrite .*r\.json: pass --overwrite"):
+        run_ablation(["align"], [16], [0], out=out, **TINY_SETTINGS)
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):      # --resume, other settings: refused too
+        run_ablation(["align"], [16], [0], out=out, resume=True, **TINY_SETTINGS)
+    assert out.read_text() == "{}\n"
+    out.unlink()
+    folder.mkdir()
+    taken = checkpoint_path(folder, "pool", 16, 0)
+    taken.write_bytes(b"x")
+    with pytest.raises(FileExistsError, match=r"pool_stride16_seed0\.pt"):
+        run_ablation(["align", "pool"], [16], [0], out=out, checkpoints=folder, **TINY_SETTINGS)
+    assert not out.exists() and taken.read_bytes() == b"x"
+    with pytest.raises(AssertionError, match="trained"):                    # --overwrite: on to training
+        run_ablation(["align", "pool"], [16], [0], out=out, checkpoints=folder, overwrite=True, **TINY_SETTINGS)
+    with pytest.raises(SystemExit):                                          # the command line: a usage error
+        ablation.main(["--seeds", "0", "--strides", "16", "--out", str(out), "--checkpoints", str(folder)])
+
+
+def test_the_shipped_files_need_their_paths_and_overwrite(monkeypatch, capsys):
+    if not ABLATION_RESULTS.is_file():
+        pytest.skip("no shipped ablation results")
+    _no_training(monkeypatch)
+    before = ABLATION_RESULTS.read_bytes()
+    with pytest.raises(SystemExit):
+        ablation.main(["--out", "data/ablation_results.json", "--checkpoints", "data/ablation", "--no-progress"])
+    assert "refusing to overwrite data/ablation_results.json" in capsys.readouterr().err
+    assert ABLATION_RESULTS.read_bytes() == before
 
 
 # -- RoIPool's cells and RoIAlign's bin centres, against torchvision's ops ---------------------------

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import roi_align as tv_roi_align
+from torchvision.ops import roi_pool as tv_roi_pool
 from torchvision.ops.poolers import LevelMapper, _infer_scale, _setup_scales
 
 from helpers.fpn import (FPN_STRIDES, box_sides, feature_size, infer_scale, infer_scales, map_levels,
@@ -205,6 +206,28 @@ def test_multiscale_rows_come_from_their_level():
     assert map_levels(boxes).tolist() == [2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_multiscale_op_pool_is_torchvision_roi_pool_on_each_level(seed):
+    """op="pool": the same level rule, each row torchvision's roi_pool on its box's level, exactly."""
+    features = pyramid(2, 3, 512, 704, seed)
+    g = torch.Generator().manual_seed(seed)
+    boxes = []
+    for k in (9, 6):                                           # sides 8 .. 500 pixels: levels P2 .. P5
+        xy, wh = torch.rand(k, 2, generator=g) * 180, torch.exp(torch.rand(k, 2, generator=g) * 4.1) * 8
+        boxes.append(torch.cat([xy, xy + wh], dim=1))
+    shapes = [(512, 690)] * 2
+    out = multiscale_roi_align(features, boxes, shapes, (7, 5), sampling_ratio=2, op="pool")
+    assert out.shape == (15, 3, 7, 5)
+    levels = map_levels(torch.cat(boxes))
+    assert len(set(levels.tolist())) >= 3                                 # the boxes span several levels
+    rows = [(i, b) for i, bs in enumerate(boxes) for b in bs]
+    for r, ((i, b), k) in enumerate(zip(rows, levels.tolist())):
+        one = tv_roi_pool(features[str(k - 2)][i:i + 1], [b[None]], (7, 5), spatial_scale=2.0 ** -k)
+        assert torch.equal(out[r:r + 1], one)
+    single = multiscale_roi_align(features, boxes, shapes, 7, featmap_names=["1"], op="pool")   # one map
+    assert torch.equal(single, tv_roi_pool(features["1"], boxes, 7, spatial_scale=1 / 8))
+
+
 def test_multiscale_single_map_and_subsets():
     features = pyramid(1, 2, 256, 256, 5)
     boxes = [random_boxes(20, 9, low=4.0, high=250.0).clamp(max=255.0)]
@@ -293,6 +316,8 @@ def test_multiscale_errors():
         multiscale_roi_align(features, boxes, shapes, sampling_ratio=2.5)
     with pytest.raises(ValueError, match="image_shapes must be a non-empty list"):
         multiscale_roi_align(features, boxes, [])
+    with pytest.raises(ValueError, match="op must be 'align' .* or 'pool'"):
+        multiscale_roi_align(features, boxes, shapes, op="max")
     bad = OrderedDict(features)
     bad["1"] = bad["1"][:, :1]
     with pytest.raises(ValueError, match="share N and C"):
