@@ -43,7 +43,7 @@ class FPNLevelPanel(BlitPanel):
             "h": widgets.IntSlider(value=height, min=4, max=max_side, step=1, description="h (px)",
                                    continuous_update=False),
         }
-        super().__init__(sliders, figsize=(12.0, 3.6), dpi=dpi)
+        super().__init__(sliders, figsize=(8.3, 2.6), dpi=dpi)
 
     def build(self) -> None:
         import numpy as np

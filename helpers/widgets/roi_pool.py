@@ -65,7 +65,7 @@ class RoIPoolVsAlignPanel(BlitPanel):
             "y2": coordinate_slider("y2", y2, -1.0, float(h), step),
             "shift": coordinate_slider("shift", 0.0, 0.0, float(self.shifts[-1]), shift_step),
         }
-        super().__init__(sliders, figsize=(11.0, 4.2))
+        super().__init__(sliders, figsize=(8.3, 3.4))
 
     def build(self) -> None:
         h, w = self.feature.shape
