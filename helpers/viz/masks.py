@@ -128,7 +128,7 @@ def draw_paste_steps(mask: ArrayLike, padded: ArrayLike, box: ArrayLike, expande
         ``{"mask", "padded", "pasted", "overlay": AxesImage, "boxes": [Rectangle] * 3}``.
     """
     if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(9.0, 2.6))  # <= 1000 px wide at 110 dpi
+        _, axes = plt.subplots(1, 4, figsize=(8.5, 2.6))  # <= 1000 px wide at 110 dpi, titles included
     axes = list(np.atleast_1d(axes))
     if len(axes) != 4:
         raise ValueError(f"axes must hold 4 axes, got {len(axes)}")

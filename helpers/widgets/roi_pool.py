@@ -95,7 +95,7 @@ class RoIPoolVsAlignPanel(BlitPanel):
         self.cursor = self.ax_curve.axvline(0.0, color=viz.COLORS["grid"], linestyle="--", linewidth=1)
         (self.pool_dot,) = self.ax_curve.plot([0], [0], "o", color=viz.COLORS["roipool"], zorder=5)
         (self.align_dot,) = self.ax_curve.plot([0], [0], "o", color=viz.COLORS["roialign"], zorder=5)
-        self.fig.subplots_adjust(left=0.04, right=0.98, top=0.84, bottom=0.13, wspace=0.3)
+        self.fig.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.13, wspace=0.35)
 
     def dynamic(self) -> list[Artist]:
         a = self.align_artists
