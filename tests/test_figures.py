@@ -657,3 +657,26 @@ def test_every_stored_figure_is_at_least_110_dpi() -> None:
                     assert dpi is not None and round(dpi) >= 110, f"{path.name} cell {k}: {dpi} dpi"
                     checked += 1
     assert checked > 40
+
+
+def test_every_stored_figure_is_at_most_1000_px_wide() -> None:
+    """The series' figure standard, "text at least 8 pt at the size shown": JupyterLab, GitHub (about
+    980 px) and the book show a notebook's output at most about 1000 px wide and scale a wider picture
+    down, so a 1600-px figure's 8 pt text would show at about 5 pt. Every stored PNG is <= 1000 px wide."""
+    import base64
+    import struct
+
+    checked, too_wide = 0, []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for out in cell.get("outputs", []):
+                data = out.get("data", {})
+                if "image/png" in data:
+                    png = base64.b64decode(data["image/png"])
+                    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", f"{path.name} cell {k}"
+                    width, height = struct.unpack(">II", png[16:24])  # IHDR: the first chunk
+                    if width > 1000:
+                        too_wide.append(f"{path.name} cell {k}: {width} x {height} px")
+                    checked += 1
+    assert checked > 40
+    assert not too_wide, "figures wider than 1000 px:\n" + "\n".join(too_wide)

@@ -179,7 +179,7 @@ def draw_model_shapes(shapes: ModelShapes, ax: Axes | None = None) -> ModelShape
         else:
             box_rows.append([step])
     mask_rows = [[s] for s in shapes.steps if s.branch == "mask"]
-    width, row_h, h = 9.0, 0.8, 0.5
+    width, row_h, h = 8.8, 0.8, 0.5  # 8.8 in: the stored PNG <= 1000 px wide at 110 dpi
     n_rows = 3 + max(len(box_rows), len(mask_rows))
     height = n_rows * row_h + 0.2
     if ax is None:

@@ -43,14 +43,16 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
                   series: Sequence[Notebook] = SERIES) -> PipelineArtists:
     """Draw the map of the series: Mask R-CNN's stages as boxes and arrows, each naming its notebook.
 
-    The main row is the path of one image: image -> backbone + FPN -> RPN -> RoIAlign -> box head
-    (class + box) and mask head -> detections and masks. RoIAlign's two foundations (01, 03) hang
-    below it; the notebooks that use the whole model (08-11) sit in a band underneath. The dashed
+    The top row is the path of one image: image -> backbone + FPN -> RPN -> RoIAlign; below
+    RoIAlign, the box head (class + box) and the mask head, and below them their outputs, detections
+    and masks. RoIAlign's two foundations (01, 03) sit to the left of the heads, arrows up to it; the
+    notebooks that use the whole model (08-11) sit in a band underneath. 8.8 inches wide: at the
+    series' 110 dpi the stored picture is at most 1000 px wide, shown at its own size (8 pt text). The dashed
     arrow from the box head to the mask head is the inference path: at test time the mask head
     runs on the *detected* boxes, after the box head and NMS (He et al., 2017, section 3.1).
 
     Args:
-        ax: where to draw; ``None`` makes a new 14 x 5.6 inch figure.
+        ax: where to draw; ``None`` makes a new 8.8 x 6.16 inch figure (drawn in 9 x 6.3 data units).
         notebooks: ``(number, title)`` of the notebooks to show (defaults to :data:`PIPELINE_NOTEBOOKS`);
             it must name every notebook of ``series`` that has a stage.
         series: the manifest that says where each notebook sits (its ``stage``).
@@ -66,10 +68,10 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
         raise ValueError(f"notebooks must name every notebook with a stage in the series "
                          f"({staged[0].number}-{staged[-1].number}); missing {', '.join(missing)}")
     if ax is None:
-        fig, ax = plt.subplots(figsize=(14.0, 5.6))
+        fig, ax = plt.subplots(figsize=(8.8, 6.16))  # with the 0.1 in margins of bbox_inches="tight": 990 px
         fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=1.0)
-    ax.set_xlim(0, 14)
-    ax.set_ylim(0, 5.6)
+    ax.set_xlim(0, 9.0)
+    ax.set_ylim(0, 6.3)
     ax.set_axis_off()
 
     stage_colour, base_colour = PIPELINE_COLORS["stage"], PIPELINE_COLORS["base"]
@@ -120,15 +122,16 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
         """The text "notebook NN" naming the notebook(s) of ``stage`` in the series."""
         return ", ".join(f"notebook {entry.number}" for entry in staged if entry.stage == stage)
 
-    row, hh = 3.55, 0.95
-    box("image", 0.1, row, 1.1, hh, "image\n3 x H x W", data_colour)
-    box("backbone", 1.75, row, 1.8, hh, f"backbone + FPN\n{nb('backbone')}", stage_colour)
-    box("rpn", 4.35, row, 1.5, hh, f"RPN\n{nb('rpn')}", stage_colour)
-    box("roialign", 6.65, row, 1.5, hh, f"RoIAlign\n{nb('roialign')}", stage_colour)
-    box("boxhead", 8.95, row + 0.75, 2.1, hh, f"box head\nclass + box, {nb('boxhead')}", stage_colour)
-    box("maskhead", 8.95, row - 0.75, 2.1, hh, f"mask head\n{nb('maskhead')}", stage_colour)
-    box("detections", 11.6, row + 0.75, 2.3, hh, "detections\nclass, score, box", data_colour)
-    box("masks", 11.6, row - 0.75, 2.3, hh, "masks\n28 x 28, pasted into the box", data_colour)
+    row, hh = 4.55, 0.9
+    box("image", 0.05, row, 0.9, hh, "image\n3 x H x W", data_colour)
+    box("backbone", 1.35, row, 1.55, hh, f"backbone + FPN\n{nb('backbone')}", stage_colour)
+    box("rpn", 3.5, row, 1.1, hh, f"RPN\n{nb('rpn')}", stage_colour)
+    box("roialign", 5.4, row, 1.3, hh, f"RoIAlign\n{nb('roialign')}", stage_colour)
+    heads, outputs, hw = row - 1.7, row - 3.05, 1.8       # the heads under RoIAlign, their outputs under them
+    box("boxhead", 5.0, heads, hw, hh, f"box head\nclass + box, {nb('boxhead')}", stage_colour)
+    box("maskhead", 7.15, heads, hw, hh, f"mask head\n{nb('maskhead')}", stage_colour)
+    box("detections", 5.0, outputs, hw, hh, "detections\nclass, score, box", data_colour)
+    box("masks", 7.15, outputs, hw, hh, "masks\n28 x 28, pasted into the box", data_colour)
 
     arrow("image", "backbone", right("image"), left("backbone"))
     arrow("backbone", "rpn", right("backbone"), left("rpn"), "feature\nmaps")   # two lines: fits the gap at 8 pt
@@ -136,31 +139,28 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
     bx, by, bw, bh = centres["backbone"]
     rx, ry, rw, rh = centres["roialign"]
     arrow("backbone", "roialign", (bx + bw * 0.6, by + bh), (rx + rw * 0.4, ry + rh), "the same feature maps",
-          rad=-0.3, label_xy=(5.1, row + hh + 0.72))
-    for head in ("boxhead", "maskhead"):
-        x, y, w, h = centres[head]
-        arrow("roialign", head, right("roialign"), (x, y + h / 2), "7 x 7" if head == "boxhead" else "14 x 14",
-              label_xy=(8.55, y + h / 2 + (0.12 if head == "boxhead" else -0.4)))
-    arrow("boxhead", "detections", right("boxhead"), left("detections"))
-    arrow("maskhead", "masks", right("maskhead"), left("masks"))
-    hx, hy, hw, hh2 = centres["boxhead"]
-    mx, my, mw, mh = centres["maskhead"]
-    arrow("boxhead", "maskhead", (hx + hw * 0.5, hy), (mx + mw * 0.5, my + mh), dashed=True)
-    texts.append(ax.text(hx + hw * 0.5 + 0.1, (hy + my + mh) / 2, "at test time: the detected boxes",
-                         fontsize=8, va="center", ha="left", color=PIPELINE_COLORS["arrow"], style="italic"))
+          rad=-0.3, label_xy=(4.05, row + hh + 0.5))
+    arrow("roialign", "boxhead", (5.9 + 0.3, ry), (5.9 + 0.3, heads + hh), "7 x 7", label_xy=(6.55, heads + hh + 0.3))
+    arrow("roialign", "maskhead", right("roialign"), (7.15 + hw / 2, heads + hh), "14 x 14",
+          label_xy=(8.45, heads + hh + 0.3))
+    arrow("boxhead", "detections", (5.0 + hw / 2, heads), (5.0 + hw / 2, outputs + hh))
+    arrow("maskhead", "masks", (7.15 + hw / 2, heads), (7.15 + hw / 2, outputs + hh))
+    arrow("boxhead", "maskhead", right("boxhead"), left("maskhead"), dashed=True)
+    texts.append(ax.text(7.075, (heads + outputs + hh) / 2, "at test time:\nthe detected boxes",
+                         fontsize=8, va="center", ha="center", color=PIPELINE_COLORS["arrow"], style="italic"))
 
-    # RoIAlign's foundations, below it
-    box("bilinear", 4.7, 1.75, 1.9, 0.8, f"bilinear interpolation\n{nb('bilinear')}", base_colour)
-    box("roipool", 6.95, 1.75, 1.9, 0.8, f"RoIPool vs RoIAlign\n{nb('roipool')}", base_colour)
+    # RoIAlign's foundations, left of the heads
+    box("bilinear", 0.6, heads, 1.85, 0.8, f"bilinear interpolation\n{nb('bilinear')}", base_colour)
+    box("roipool", 2.75, heads, 1.85, 0.8, f"RoIPool vs RoIAlign\n{nb('roipool')}", base_colour)
     for key in ("bilinear", "roipool"):
         x, y, w, h = centres[key]
-        arrow(key, "roialign", (x + w / 2, y + h), (rx + rw * (0.3 if key == "bilinear" else 0.7), ry), dashed=True)
+        arrow(key, "roialign", (x + w / 2, y + h), (rx + rw * (0.1 if key == "bilinear" else 0.35), ry), dashed=True)
 
     # the notebooks that use the whole model, in a band underneath
-    texts.append(ax.text(0.15, 1.3, "the whole model", fontsize=9, fontweight="bold", ha="left", va="center"))
+    texts.append(ax.text(0.1, 1.3, "the whole model", fontsize=9, fontweight="bold", ha="left", va="center"))
     band = [entry.number for entry in staged if entry.stage == "whole model"]
-    gap, x0 = 0.28, 0.15
-    width = min(3.2, (14.0 - 2 * x0 - gap * (len(band) - 1)) / max(len(band), 1))  # four fit at 3.2
+    gap, x0 = 0.2, 0.05
+    width = min(3.2, (9.0 - 2 * x0 - gap * (len(band) - 1)) / max(len(band), 1))  # four: 2.07 each
     for k, number in enumerate(band):
         box(f"nb{number}", x0 + k * (width + gap), 0.1, width, 0.95,
             f"notebook {number}\n{textwrap.fill(titles[number], int(34 * width / 3.2))}", whole_colour)

@@ -43,7 +43,7 @@ class FPNLevelPanel(BlitPanel):
             "h": widgets.IntSlider(value=height, min=4, max=max_side, step=1, description="h (px)",
                                    continuous_update=False),
         }
-        super().__init__(sliders, figsize=(12.0, 3.6), dpi=dpi)
+        super().__init__(sliders, figsize=(8.3, 2.6), dpi=dpi)
 
     def build(self) -> None:
         import numpy as np
@@ -55,7 +55,7 @@ class FPNLevelPanel(BlitPanel):
         from helpers.viz import COLORS, LEVEL_COLORS, draw_level_curve
 
         grid = self.fig.add_gridspec(1, 6, width_ratios=[1, 1, 1, 1, 0.3, 2.2], left=0.01, right=0.99,
-                                     bottom=0.16, top=0.8, wspace=0.08)
+                                     bottom=0.16, top=0.74, wspace=0.08)
         self.level_axes, self.grids, self.rects = [], [], []
         for i, k in enumerate(self.LEVELS):
             ax = self.fig.add_subplot(grid[0, i])
@@ -110,7 +110,7 @@ class FPNLevelPanel(BlitPanel):
             for spine in ax.spines.values():
                 spine.set_edgecolor(self._level_colors[k] if chosen else "#bbbbbb")
                 spine.set_linewidth(3.0 if chosen else 0.8)
-            ax.set_title(f"P{k} · '{FPN_NAMES[k - 2]}' · stride {stride}\n{w / stride:.3g} x {h / stride:.3g} cells",
+            ax.set_title(f"P{k} · '{FPN_NAMES[k - 2]}'\nstride {stride}\n{w / stride:.3g} x {h / stride:.3g} cells",
                          fontsize=9, color=self._level_colors[k] if chosen else "#555555",
                          fontweight="bold" if chosen else "normal")
         self.curve.marker.set_data([side], [level])

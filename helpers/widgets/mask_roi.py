@@ -94,7 +94,7 @@ class MaskRoIPanel(BlitPanel):
             "y2": coordinate_slider("y2", y2, 0.0, float(h), step),
             "aligned": widgets.Checkbox(value=bool(aligned), description="aligned (target)", indent=False),
         }
-        super().__init__(sliders, figsize=(10.0, 3.0), dpi=dpi)
+        super().__init__(sliders, figsize=(8.3, 2.6), dpi=dpi)
 
     def build(self) -> None:
         h, w = self.features.original_size

@@ -65,7 +65,7 @@ class RoIPoolVsAlignPanel(BlitPanel):
             "y2": coordinate_slider("y2", y2, -1.0, float(h), step),
             "shift": coordinate_slider("shift", 0.0, 0.0, float(self.shifts[-1]), shift_step),
         }
-        super().__init__(sliders, figsize=(11.0, 4.2))
+        super().__init__(sliders, figsize=(8.3, 3.4))
 
     def build(self) -> None:
         h, w = self.feature.shape
@@ -95,7 +95,7 @@ class RoIPoolVsAlignPanel(BlitPanel):
         self.cursor = self.ax_curve.axvline(0.0, color=viz.COLORS["grid"], linestyle="--", linewidth=1)
         (self.pool_dot,) = self.ax_curve.plot([0], [0], "o", color=viz.COLORS["roipool"], zorder=5)
         (self.align_dot,) = self.ax_curve.plot([0], [0], "o", color=viz.COLORS["roialign"], zorder=5)
-        self.fig.subplots_adjust(left=0.04, right=0.98, top=0.84, bottom=0.13, wspace=0.3)
+        self.fig.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.13, wspace=0.35)
 
     def dynamic(self) -> list[Artist]:
         a = self.align_artists
