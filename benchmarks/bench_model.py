@@ -1,7 +1,9 @@
 """The series' own Mask R-CNN (``build_model(impl="series")``) against torchvision's assembly, on the CPU.
 
 Both models start from the same weights (the shipped checkpoint, or ``--random`` weights) and see the
-same shapes batches. Each step is run for both, alternately (torchvision, series, torchvision, ...),
+same shapes batches (``--hybrid`` adds a third: torchvision's assembly with only its RoIAlign replaced by
+the series' ``helpers.roi.roi_align``, the configuration the issue's estimate was made with). Each step is run
+for each, alternately (torchvision, series, torchvision, ...),
 so that load from other processes hits both alike; the table shows the median over ``--steps`` steps
 (after ``--warmup`` untimed ones) of
 
@@ -17,11 +19,17 @@ What such a profile found, and what was changed: ``benchmarks/PROFILE.md``.
 
     .venv/bin/python benchmarks/bench_model.py                 # shipped weights, 2 threads, 5 steps
     .venv/bin/python benchmarks/bench_model.py --random --steps 9 --profile
+    .venv/bin/python benchmarks/bench_model.py --threads 1 --cpu-time --hybrid --steps 9
+
+``--cpu-time`` times with the process's CPU clock (``time.process_time``) instead of the wall clock: with
+``--threads 1`` it counts the work each model does and is little moved by other jobs on the machine
+(waiting for a core is not counted), which the wall clock on a busy 2-core machine is not.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import os
 import platform
@@ -39,6 +47,7 @@ from torchvision.models.detection import rpn as tv_rpn
 
 import helpers.box_head as series_box_head
 import helpers.mask_head as series_mask_head
+import helpers.roi as series_roi
 import helpers.rpn as series_rpn
 from helpers.maskrcnn import SeriesMaskRCNN
 from helpers.model import MultiScaleRoIPooler, ShapesBackbone, build_model, load_checkpoint
@@ -79,26 +88,47 @@ def batches(count: int, batch_size: int, seed: int) -> list[Batch]:
     return out
 
 
+CLOCK: Callable[[], float] = time.perf_counter
+"""The clock of :func:`train_step` and :func:`infer`: the wall clock, or ``time.process_time`` (``--cpu-time``)."""
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, seed: int) -> float:
     """One forward + backward + optimiser step; returns its seconds."""
     model.train()
     images, targets = batch
-    start = time.perf_counter()
+    start = CLOCK()
     torch.manual_seed(seed)
     losses = model(images, targets)
     optimizer.zero_grad()
     sum(losses.values()).backward()
     optimizer.step()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def infer(model: nn.Module, batch: Batch) -> float:
     """``model(images)`` in eval mode; returns its seconds per image."""
     model.eval()
-    start = time.perf_counter()
+    start = CLOCK()
     with torch.no_grad():
         model(batch[0])
-    return (time.perf_counter() - start) / len(batch[0])
+    return (CLOCK() - start) / len(batch[0])
+
+
+def series_roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int],
+                     spatial_scale: float, sampling_ratio: int) -> torch.Tensor:
+    """The series' ``helpers.roi.roi_align`` with the pooler's op signature (``aligned=False``, as torchvision's)."""
+    return series_roi.roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned=False)
+
+
+def hybrid_model(reference: nn.Module) -> nn.Module:
+    """A copy of torchvision's assembly whose two poolers run the series' RoIAlign; nothing else changed."""
+    hybrid = copy.deepcopy(reference)
+    for name in ("box_roi_pool", "mask_roi_pool"):
+        old = getattr(hybrid.roi_heads, name)
+        setattr(hybrid.roi_heads, name, MultiScaleRoIPooler(
+            old.featmap_names, old.output_size, old.sampling_ratio, op=series_roi_align,
+            canonical_scale=reference.shapes_config.canonical_scale))
+    return hybrid
 
 
 def profile_stages(models: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], batch: Batch) -> None:
@@ -135,8 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", action="store_true", help="random weights (seed 0) instead of the checkpoint")
     parser.add_argument("--seed", type=int, default=123, help="seed of the shapes batches")
     parser.add_argument("--profile", action="store_true", help="also print a per-stage cProfile table")
+    parser.add_argument("--hybrid", action="store_true",
+                        help="add torchvision's assembly with the series' roi_align as a third model")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU clock (use with --threads 1) instead of the wall clock")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
 
     if args.random:
         torch.manual_seed(0)
@@ -148,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     series = build_model(reference.shapes_config, impl="series")
     series.load_state_dict(reference.state_dict(), strict=True)
     models = {"torchvision": reference, "series": series}
+    if args.hybrid:
+        models["tv + series roi_align"] = hybrid_model(reference)
     optimizers = {name: build_optimizer(m, TrainConfig())[0] for name, m in models.items()}
     data = batches(args.warmup + args.steps + 1, args.batch_size, args.seed)
 
@@ -163,15 +201,21 @@ def main(argv: list[str] | None = None) -> int:
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.machine()}, "
           f"{args.threads} thread(s), load average {load}; {weights}; batch of {args.batch_size}; "
-          f"median of {args.steps} interleaved steps after {args.warmup} warm-up")
-    print(f"{'median (fastest)':<34} {'torchvision':>18} {'series':>18} {'series / torchvision':>21}")
+          f"median of {args.steps} interleaved steps after {args.warmup} warm-up; "
+          f"{'CPU time of the process' if args.cpu_time else 'wall clock'}")
+    others = [name for name in models if name != "torchvision"]
+    print(f"{'median (fastest)':<34} {'torchvision':>18}" + "".join(f" {name:>22} {'ratio':>6}" for name in others))
     for key, label, scale in (("train", "training step (fwd+bwd+AdamW), s", 1.0),
                               ("infer", "inference per image, ms", 1e3)):
-        (a, a_min), (b, b_min) = ((statistics.median(times[name][key]) * scale, min(times[name][key]) * scale)
-                                  for name in models)
-        print(f"{label:<34} {a:>9.3f} ({a_min:>6.3f}) {b:>9.3f} ({b_min:>6.3f}) {b / a:>20.2f}x")
+        med = {name: statistics.median(times[name][key]) * scale for name in models}
+        low = {name: min(times[name][key]) * scale for name in models}
+        line = f"{label:<34} {med['torchvision']:>9.3f} ({low['torchvision']:>6.3f})"
+        for name in others:
+            line += f" {med[name]:>13.3f} ({low[name]:>6.3f}) {med[name] / med['torchvision']:>5.2f}x"
+        print(line)
+    print("ratio: median / torchvision's median (below 1: faster than torchvision's assembly)")
     if args.profile:
-        profile_stages(models, optimizers, data[-1])
+        profile_stages({name: models[name] for name in ("torchvision", "series")}, optimizers, data[-1])
     return 0
 
 
