@@ -20,6 +20,7 @@ What such a profile found, and what was changed: ``benchmarks/PROFILE.md``.
     .venv/bin/python benchmarks/bench_model.py                 # shipped weights, 2 threads, 5 steps
     .venv/bin/python benchmarks/bench_model.py --random --steps 9 --profile
     .venv/bin/python benchmarks/bench_model.py --threads 1 --cpu-time --hybrid --steps 9
+    .venv/bin/python benchmarks/bench_model.py --threads 1 --cpu-time --steps 1 --stages 5   # by stage
 
 ``--cpu-time`` times with the process's CPU clock (``time.process_time``) instead of the wall clock: with
 ``--threads 1`` it counts the work each model does and is little moved by other jobs on the machine
@@ -156,6 +157,57 @@ def profile_stages(models: dict[str, nn.Module], optimizers: dict[str, torch.opt
         print(f"{'backward (' + name + ')':<28} {total:>14.3f}")
 
 
+def stage_seconds(models: dict[str, nn.Module], batch: Batch, repeats: int) -> None:
+    """Time each stage of a training forward + backward of both models (no optimiser step), ``repeats`` times,
+    interleaved; print the fastest of each (the least disturbed by other jobs) and the ratio."""
+    images, targets = batch
+    reference, series = models["torchvision"], models["series"]
+
+    def tv_stages() -> dict[str, float]:
+        t: dict[str, float] = {}
+        start = CLOCK(); image_list, tg = reference.transform(images, targets); t["transform"] = CLOCK() - start
+        start = CLOCK(); features = reference.backbone(image_list.tensors); t["backbone + FPN"] = CLOCK() - start
+        torch.manual_seed(0)
+        start = CLOCK(); proposals, rpn_losses = reference.rpn(image_list, features, tg); t["RPN"] = CLOCK() - start
+        start = CLOCK()
+        _, head_losses = reference.roi_heads(features, proposals, image_list.image_sizes, tg)
+        t["RoI heads (box + mask, losses)"] = CLOCK() - start
+        start = CLOCK(); sum([*rpn_losses.values(), *head_losses.values()]).backward(); t["backward"] = CLOCK() - start
+        return t
+
+    def series_stages() -> dict[str, float]:
+        t: dict[str, float] = {}
+        start = CLOCK(); batch_, tg = series.transform(images, targets); t["transform"] = CLOCK() - start
+        start = CLOCK(); features = series.backbone(batch_.tensors); t["backbone + FPN"] = CLOCK() - start
+        torch.manual_seed(0)
+        start = CLOCK(); proposals, rpn_losses = series.rpn(batch_, features, tg); t["RPN"] = CLOCK() - start
+        start = CLOCK()
+        rois, matched, labels, regression_targets = series.sample_rois(proposals, tg)
+        class_logits, box_regression = series.box_branch(features, rois, batch_.image_sizes)
+        box_losses = series_box_head.fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        positives, positive_idxs = series.positive_rois(rois, labels, matched)
+        mask_logits = series.mask_branch(features, positives, batch_.image_sizes)
+        loss_mask = series_mask_head.maskrcnn_loss(mask_logits, positives, [x["masks"] for x in tg],
+                                                   [x["labels"] for x in tg], positive_idxs)
+        t["RoI heads (box + mask, losses)"] = CLOCK() - start
+        start = CLOCK(); sum([*rpn_losses.values(), *box_losses, loss_mask]).backward(); t["backward"] = CLOCK() - start
+        return t
+
+    runs: dict[str, list[dict[str, float]]] = {"torchvision": [], "series": []}
+    for rep in range(repeats + 1):  # the first round warms up
+        for name, fn in (("torchvision", tv_stages), ("series", series_stages)):
+            models[name].train()
+            times = fn()
+            models[name].zero_grad()
+            if rep:
+                runs[name].append(times)
+    print(f"\ntraining forward + backward by stage, fastest of {repeats} (batch of {len(images)})")
+    print(f"{'stage':<32} {'torchvision ms':>15} {'series ms':>10} {'ratio':>7}")
+    for stage in runs["torchvision"][0]:
+        a, b = (min(r[stage] for r in runs[name]) * 1e3 for name in ("torchvision", "series"))
+        print(f"{stage:<32} {a:>15.1f} {b:>10.1f} {b / a:>6.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model (median shown)")
@@ -165,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", action="store_true", help="random weights (seed 0) instead of the checkpoint")
     parser.add_argument("--seed", type=int, default=123, help="seed of the shapes batches")
     parser.add_argument("--profile", action="store_true", help="also print a per-stage cProfile table")
+    parser.add_argument("--stages", type=int, default=0, metavar="N",
+                        help="also time each stage of a training forward + backward, fastest of N")
     parser.add_argument("--hybrid", action="store_true",
                         help="add torchvision's assembly with the series' roi_align as a third model")
     parser.add_argument("--cpu-time", action="store_true",
@@ -214,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             line += f" {med[name]:>13.3f} ({low[name]:>6.3f}) {med[name] / med['torchvision']:>5.2f}x"
         print(line)
     print("ratio: median / torchvision's median (below 1: faster than torchvision's assembly)")
+    if args.stages:
+        stage_seconds(models, data[-1], args.stages)
     if args.profile:
         profile_stages({name: models[name] for name in ("torchvision", "series")}, optimizers, data[-1])
     return 0
