@@ -19,8 +19,9 @@ import torch
 from helpers import exercises
 from helpers.exercises import EXERCISES, check, exercise_ids, grade
 from helpers.project import ROOT
+from helpers.series import notebook_files, number_of_file
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = notebook_files(ROOT / "notebooks")
 SOLUTION = re.compile(r"<details><summary>Solution</summary>\s*```python\n(.*?)\n```", re.S)
 
 
@@ -30,7 +31,7 @@ def exercise_cells() -> dict[str, tuple[str, nbformat.NotebookNode]]:
         for cell in nbformat.read(path, as_version=4).cells:
             key = cell.metadata.get("exercise")
             if key:
-                cells[f"{path.name[:2]}:{key}" if key in ("intro", "import") else key] = (path.name, cell)
+                cells[f"{number_of_file(path.name)}:{key}" if key in ("intro", "import") else key] = (path.name, cell)
     return cells
 
 
@@ -48,7 +49,7 @@ def solution_of(eid: str):
 
 def test_every_notebook_has_checked_exercises() -> None:
     for path in NOTEBOOKS:
-        ids = exercise_ids(path.name[:2])
+        ids = exercise_ids(number_of_file(path.name))
         assert 1 <= len(ids) <= 4, f"{path.name}: {len(ids)} checked exercises"
         for eid in ids:
             assert f"{eid}/question" in CELLS and f"{eid}/answer" in CELLS, f"{eid}: cells missing from {path.name}"
@@ -158,8 +159,12 @@ def test_bad_input() -> None:
         grade("1.1", 13)
     with pytest.raises(ValueError, match="exercise must be one of"):
         check(1.1, 13)
-    with pytest.raises(ValueError, match="notebook must be a two-digit string"):
+    with pytest.raises(ValueError, match="notebook must be a notebook number"):
         exercise_ids("1")
+    with pytest.raises(ValueError, match="notebook must be a notebook number"):
+        exercise_ids("05B")
+    assert exercise_ids("05b") and all(e.startswith("05b.") for e in exercise_ids("05b"))
+    assert not any(e.startswith("05b.") for e in exercise_ids("05"))
     wrong_type = grade("01.1", "thirteen")
     assert wrong_type.status == "wrong" and "`answer` must be a number" in wrong_type.message
     wrong_length = grade("01.2", [0.25, 0.75])
@@ -203,17 +208,17 @@ def test_checking_leaves_the_global_random_state_alone() -> None:
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
-EXERCISE_LABEL = re.compile(r"^#### Exercise (\d\d\.\d+) · |^- \*\*(\d\d\.\d+)\*\* ", re.M)
-EXERCISE_REFERENCE = re.compile(r"\b[Ee]xercises? (\d[\d.]*\d|\d)\b")
+EXERCISE_LABEL = re.compile(r"^#### Exercise (\d\d[a-z]?\.\d+) · |^- \*\*(\d\d[a-z]?\.\d+)\*\* ", re.M)
+EXERCISE_REFERENCE = re.compile(r"\b[Ee]xercises? (\d\d[a-z]\.\d+|\d[\d.]*\d|\d)\b")
 
 
 def test_one_numbering_scheme_for_every_exercise() -> None:
-    """Every exercise of notebook NN is called NN.k, checked and open alike: the checked ones first, with
+    """Every exercise of notebook NN (05b) is called NN.k (05b.k), checked and open alike: the checked ones first, with
     the ids of helpers.exercises (and of their ``check`` calls), then the open ones, numbered on; a
     reference to an exercise anywhere in the notebooks names an id that exists."""
     labels = {}
     for path in NOTEBOOKS:
-        nn = path.name[:2]
+        nn = number_of_file(path.name)
         markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
         found = [a or b for a, b in EXERCISE_LABEL.findall(markdown)]
         checked = exercise_ids(nn)
@@ -223,4 +228,5 @@ def test_one_numbering_scheme_for_every_exercise() -> None:
     for path in NOTEBOOKS:
         text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
         for ref in EXERCISE_REFERENCE.findall(text):
-            assert re.fullmatch(r"\d\d\.\d+", ref) and ref in labels, f"{path.name}: 'exercise {ref}' is not an NN.k id"
+            assert re.fullmatch(r"\d\d[a-z]?\.\d+", ref) and ref in labels, \
+                f"{path.name}: 'exercise {ref}' is not an NN.k (or NNb.k) id"

@@ -38,10 +38,10 @@ import pytest
 import yaml  # PyYAML: installed with jupyterlab (jupyter_server -> jupyter_events)
 
 from helpers.project import NOTEBOOKS_DIR, REPO_URL, ROOT, colab_url
-from helpers.series import SERIES, Notebook
+from helpers.series import SERIES, Notebook, expected_numbers, number_key
 
 NOTEBOOKS = NOTEBOOKS_DIR
-NB_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
+NB_NAME = re.compile(r"^(\d\d[a-z]?)_[a-z0-9_]+\.ipynb$")
 GENERATED_TAGS = {"nav-top", "nav-bottom", "colab-setup", "pipeline-strip"}
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -356,12 +356,14 @@ def notebook(request: pytest.FixtureRequest) -> tuple[str, dict]:
 
 
 def test_series_is_complete_and_numbered() -> None:
-    """notebooks/ holds NN_short_name.ipynb files numbered 00, 01, 02... without gaps (00-03 at least)."""
+    """notebooks/ holds NN_short_name.ipynb files numbered 00, 01, 02... without gaps (00-03 at least);
+    the later part of a notebook split in two carries a letter (05, 05b, 06)."""
     names = [p.name for p in committed_notebooks()]
     bad = [n for n in names if not NB_NAME.match(n)]
-    assert bad == [], f"notebooks must be named NN_short_name.ipynb: {bad}"
-    numbers = [int(NB_NAME.match(n).group(1)) for n in names]
-    assert numbers == list(range(len(numbers))), f"notebook numbers {numbers} must run 0, 1, 2... without gaps"
+    assert bad == [], f"notebooks must be named NN_short_name.ipynb (or NNb_short_name.ipynb): {bad}"
+    names.sort(key=lambda n: (number_key(NB_NAME.match(n).group(1)), n))
+    numbers = [NB_NAME.match(n).group(1) for n in names]
+    assert numbers == expected_numbers(numbers), f"notebook numbers {numbers} must run 00, 01, 02... without gaps"
     assert len(numbers) >= 4, f"the series must hold notebooks 00-03 (issue 3); found {names}"
     assert names == [entry.file for entry in SERIES], "notebooks/ must hold exactly the notebooks of helpers/series.py"
 
