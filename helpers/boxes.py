@@ -1,7 +1,8 @@
 """Box operations shared by the RPN, the box head and the model: areas, IoU, clipping, NMS.
 
 The counterpart of ``torchvision/ops/boxes.py`` (same names, same arguments, same numbers), written
-in the open in ``notebooks/05_rpn.ipynb`` and checked in ``tests/test_boxes.py`` against
+in the open in ``notebooks/05_rpn.ipynb`` (IoU) and ``notebooks/05b_rpn_losses_proposals.ipynb`` (NMS)
+and checked in ``tests/test_boxes.py`` against
 ``torchvision.ops``:
 
 ==============================================  ==========================================================

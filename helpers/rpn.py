@@ -1,6 +1,8 @@
 """The region proposal network, piece by piece: anchors, matching, sampling, losses, proposals.
 
-Written in the open in ``notebooks/05_rpn.ipynb``; every function here is checked there and in
+Written in the open in ``notebooks/05_rpn.ipynb`` (anchors, matching, sampling) and
+``notebooks/05b_rpn_losses_proposals.ipynb`` (the head's outputs, losses, proposals); every function
+here is checked there and in
 ``tests/test_rpn.py`` against the torchvision code it mirrors (same names, same arguments, same
 numbers):
 

@@ -112,6 +112,11 @@ WRONG = [
     ("04.2", 317, "floor"),
     ("05.1", 672 / 1024, "anchor's area"),
     ("05.2", 4092, "three ratios"),
+    ("05b.1", 0.70007, "number of positives"),
+    ("05b.1", 0.00245, "beta = 1"),
+    ("05b.1", 0.0055, "close"),
+    ("05b.2", [3, 0], "already suppressed"),
+    ("05b.2", [0, 1, 2, 3], "0.82 > 0.7"),
     ("06.1", (45.57, -2.10, 94.43, 42.10), "weights (10, 10, 5, 5)"),
     ("06.2", (128, 384), "cap"),
     ("07.1", 0.5, None),
@@ -197,6 +202,13 @@ def test_the_checkers_agree_with_the_series_own_code() -> None:
     decoded = box_coder.BoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(
         torch.tensor([exercises.DELTAS_06], dtype=torch.float64), torch.tensor([exercises.PROPOSAL_06], dtype=torch.float64))
     assert np.allclose(decoded[0].numpy(), EXERCISES["06.1"].reference())
+    from helpers import boxes, rpn
+
+    diffs = torch.tensor(exercises.DIFFS_05B, dtype=torch.float64)
+    ours_05b = float(rpn.smooth_l1_loss(diffs, torch.zeros_like(diffs), exercises.BETA_05B)) / exercises.SAMPLED_05B
+    assert math.isclose(ours_05b, EXERCISES["05b.1"].reference(), rel_tol=1e-12)
+    kept = boxes.nms_loop(torch.tensor(exercises.BOXES_05B), torch.tensor(exercises.SCORES_05B), exercises.THRESH_05B)
+    assert kept.tolist() == EXERCISES["05b.2"].reference()
 
 
 def test_checking_leaves_the_global_random_state_alone() -> None:

@@ -355,7 +355,7 @@ VAL_SEED = 1_000_000  # notebook 09's validation images
 
 @pytest.mark.mpl_image_compare(**MPL)
 def test_proposal_recall_05() -> Figure:
-    """Notebook 05: proposal recall before and after NMS over validation images 0..24, recomputed with
+    """Notebook 05b: proposal recall before and after NMS over validation images 0..24, recomputed with
     torchvision's RegionProposalNetwork (NMS off: its nms_thresh set to 1.0) and torchvision's box_iou."""
     import copy
 

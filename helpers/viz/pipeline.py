@@ -130,7 +130,7 @@ and 05b), and below them their outputs, detections
     row, hh = 4.55, 0.9
     box("image", 0.05, row, 0.9, hh, "image\n3 x H x W", data_colour)
     box("backbone", 1.35, row, 1.55, hh, f"backbone + FPN\n{nb('backbone')}", stage_colour)
-    box("rpn", 3.5, row, 1.1, hh, f"RPN\n{nb('rpn')}", stage_colour)
+    box("rpn", 3.45, row, 1.2, hh, f"RPN\n{nb('rpn')}", stage_colour)   # wide enough for "notebooks 05, 05b"
     box("roialign", 5.4, row, 1.3, hh, f"RoIAlign\n{nb('roialign')}", stage_colour)
     heads, outputs, hw = row - 1.7, row - 3.05, 1.8       # the heads under RoIAlign, their outputs under them
     box("boxhead", 5.0, heads, hw, hh, f"box head\nclass + box, {nb('boxhead')}", stage_colour)
