@@ -592,6 +592,47 @@ def test_check_catches_stale_navigation(tmp_path: Path, capsys: pytest.CaptureFi
     assert nav(check=True) == 0
 
 
+def test_a_split_notebook_takes_a_letter(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A notebook split in two keeps its number and address for the first part; the second part is
+    NNb (05, 05b, 06): the manifest, the file names, ``nav`` and the pipeline strip accept it, and
+    letters out of order, a letter without its first part, or a malformed number are refused."""
+    from helpers.series import check_series, expected_numbers, number_of_file, notebook_files
+
+    def entry(number: str, stage: str | None = "rpn") -> Notebook:
+        return Notebook(number, f"{number}_part.ipynb", f"Part {number}", f"part {number}", stage, "Teaches.")
+
+    split = (entry("00", None), entry("01"), entry("01b"), entry("02", "boxhead"))
+    assert check_series(split) == [] and expected_numbers(["00", "01", "01b", "02"]) == ["00", "01", "01b", "02"]
+    assert check_series((entry("00"), entry("01b")))                        # 01b without 01
+    assert check_series((entry("00"), entry("01"), entry("01c")))           # 01c without 01b
+    assert check_series((entry("00"), entry("01b"), entry("01")))           # out of order
+    for bad in ("5", "05B", "005", "05bb", "5b"):
+        with pytest.raises(ValueError, match="number must be two digits"):
+            entry(bad)
+    with pytest.raises(ValueError, match="file must be named 05b_"):
+        Notebook("05b", "05_rpn.ipynb", "T", "t", "rpn", "Teaches.")
+    assert number_of_file("05b_rpn_losses_proposals.ipynb") == "05b" and number_of_file("05_rpn.ipynb") == "05"
+    assert number_of_file("notes.ipynb") is None and number_of_file("05B_x.ipynb") is None
+
+    tool = nb_tool()
+    notebooks, readme = tmp_path / "notebooks", tmp_path / "README.md"
+    notebooks.mkdir()
+    for e in split:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# {e.heading}\n\nText.")]
+        nbformat.write(nb, notebooks / e.file)
+    readme.write_text("# A series\n\n<!-- notebooks:start -->\n<!-- notebooks:end -->\n")
+    assert [p.name for p in notebook_files(notebooks)] == [e.file for e in split]   # 01 before 01b before 02
+    assert tool.nav(check=False, series=split, notebooks_dir=notebooks, readme=readme) == 0
+    assert tool.nav(check=True, series=split, notebooks_dir=notebooks, readme=readme) == 0
+    first = nbformat.read(notebooks / "01_part.ipynb", as_version=4)
+    assert "[01b · Part 01b →](01b_part.ipynb)" in first.cells[0].source
+    strip = tool.pipeline_strip(split, 2)
+    assert "[RPN 01](01_part.ipynb) / \N{ROUND PUSHPIN} **RPN 01b (this notebook)**" in strip
+    assert "| 01b | [Part 01b](notebooks/01b_part.ipynb) |" in readme.read_text()
+    capsys.readouterr()
+
+
 def test_check_catches_bad_readme_links() -> None:
     names = ["00_a.ipynb", "01_b.ipynb"]
     good = "Open in Colab: " + " ".join(f"[{n}]({colab_url(n)})" for n in names)
