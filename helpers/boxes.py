@@ -1,7 +1,8 @@
 """Box operations shared by the RPN, the box head and the model: areas, IoU, clipping, NMS.
 
 The counterpart of ``torchvision/ops/boxes.py`` (same names, same arguments, same numbers), written
-in the open in ``notebooks/05_rpn.ipynb`` and checked in ``tests/test_boxes.py`` against
+in the open in ``notebooks/05_rpn.ipynb`` (IoU) and ``notebooks/05b_rpn_losses_proposals.ipynb`` (NMS)
+and checked in ``tests/test_boxes.py`` against
 ``torchvision.ops``:
 
 ==============================================  ==========================================================
@@ -266,7 +267,7 @@ def _nms_sorted_numpy(xyxy: np.ndarray, above: float, block: int) -> np.ndarray:
     return np.concatenate(keep)
 
 
-# @export notebooks/05_rpn.ipynb: nms_loop (edit the notebook; tools/nb.py export writes this)
+# @export notebooks/05b_rpn_losses_proposals.ipynb: nms_loop (edit the notebook; tools/nb.py export writes this)
 def nms_loop(boxes, scores, iou_threshold):
     """Greedy NMS as a plain loop (the reference for the fast, blocked helpers.boxes.nms): by score, highest
     first (stable sort: among equal scores the lower index first), keep a box unless a kept box overlaps it

@@ -1,4 +1,4 @@
-"""Checkers for the exercises at the end of every notebook (00-11).
+"""Checkers for the exercises at the end of every notebook (00-11, 05b included).
 
 A student writes an answer in the notebook and calls ``check("01.1", answer)``: the checker prints
 that the answer is right, or what is wrong and where to look. Every expected value is *computed*
@@ -24,6 +24,7 @@ import copy
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -456,6 +457,63 @@ def _mistakes_05_2() -> list[tuple[Any, str]]:
 
 
 # --------------------------------------------------------------------------------------------------
+# 05b · RPN losses and proposals
+
+
+DIFFS_05B = ((0.05, 0.0, 0.0, 0.0), (1.0, -0.5, 0.0, 0.0))   # prediction - target, two sampled positives
+SAMPLED_05B, BETA_05B = 256, 1.0 / 9
+
+
+def _box_loss_05b(beta: float = BETA_05B, divisor: float = SAMPLED_05B, reduction: str = "sum") -> float:
+    diffs = torch.tensor(DIFFS_05B, dtype=torch.float64)
+    loss = F.smooth_l1_loss(diffs, torch.zeros_like(diffs), beta=beta, reduction=reduction)
+    return float(loss) / divisor
+
+
+def _ref_05b_1() -> float:
+    return _box_loss_05b()
+
+
+def _mistakes_05b_1() -> list[tuple[Any, str]]:
+    diffs = torch.tensor(DIFFS_05B, dtype=torch.float64)
+    return [
+        (_box_loss_05b(divisor=len(DIFFS_05B)), "You divided by the number of positives (2); the RPN divides the "
+                                               "sum by the number of *sampled* anchors, 256."),
+        (_box_loss_05b(divisor=1), "That is the sum before the division: divide it by the 256 sampled anchors."),
+        (_box_loss_05b(beta=1.0), "That is smooth L1 with beta = 1 (torch's default); the RPN uses beta = 1/9."),
+        (float(diffs.abs().sum()) / SAMPLED_05B, "That is plain L1: below beta = 1/9 the loss is quadratic, "
+                                                 "0.5 z**2 / beta, not |z|."),
+        (_box_loss_05b(reduction="mean", divisor=1), "That is the mean over the 8 numbers; the RPN sums them and "
+                                                     "divides by the 256 sampled anchors."),
+    ]
+
+
+BOXES_05B = ((0.0, 0.0, 10.0, 10.0), (1.0, 0.0, 11.0, 10.0), (2.0, 0.0, 12.0, 10.0), (20.0, 20.0, 30.0, 30.0))
+SCORES_05B, THRESH_05B = (0.9, 0.8, 0.7, 0.95), 0.7
+
+
+def _ref_05b_2() -> list[int]:
+    from torchvision.ops import nms
+
+    return nms(torch.tensor(BOXES_05B), torch.tensor(SCORES_05B), THRESH_05B).tolist()
+
+
+def _mistakes_05b_2() -> list[tuple[Any, str]]:
+    n = len(BOXES_05B)
+    boxes = torch.tensor(BOXES_05B, dtype=torch.float64)
+    iou = box_iou(boxes, boxes)
+    order = sorted(range(n), key=lambda i: -SCORES_05B[i])
+    chained = [i for k, i in enumerate(order)                  # every box suppresses, kept or not
+               if not any(iou[i, j] > THRESH_05B for j in order[:k])]
+    return [
+        (chained, "A box that NMS has already suppressed suppresses nothing: box 2 overlaps box 0 by only "
+                  "0.67 and box 1, which overlaps it more, is gone by then."),
+        (list(range(n)), "Box 1 overlaps box 0 (the higher score) by 0.82 > 0.7: NMS drops it."),
+        ([i for i in range(n) if i != 3], "Box 3 overlaps nothing: NMS never drops a box without an overlap."),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
 # 06 · box head
 
 
@@ -870,6 +928,14 @@ def _make() -> dict[str, Exercise]:
         Exercise("05.2", "an int", "section '1. Anchors'",
                  "Each location of each level gets one anchor per ratio; the maps are 32, 16, 8, 4 and 2 cells a side.",
                  _ref_05_2, _mistakes_05_2, tolerance=0),
+        Exercise("05b.1", "a number (the loss)", "section '1. The head and the two losses'",
+                 "Smooth L1 with beta = 1/9 per number (0.5 z**2 / beta below beta, z - beta / 2 above), summed "
+                 "over both positives' 4 deltas, divided by the sampled anchors.",
+                 _ref_05b_1, _mistakes_05b_1, tolerance=5e-6),
+        Exercise("05b.2", "a list of box indices", "section '2. From scores and deltas to proposals' (greedy NMS)",
+                 "Visit the boxes by score (3, 0, 1, 2); keep one unless a box *already kept* overlaps it by more "
+                 "than 0.7.",
+                 _ref_05b_2, _mistakes_05b_2, tolerance=0, unordered=True),
         Exercise("06.1", "4 numbers (x1, y1, x2, y2)", "section 'From scores and deltas to detections' "
                  "(and notebook 05, section 2)",
                  "Divide the deltas by (10, 10, 5, 5); centre += d * size; size *= exp(d).",
@@ -917,9 +983,10 @@ EXERCISES: dict[str, Exercise] = _make()
 
 
 def exercise_ids(notebook: str | None = None) -> list[str]:
-    """The exercise ids, all or one notebook's (``notebook="01"``)."""
-    if notebook is not None and (not isinstance(notebook, str) or len(notebook) != 2 or not notebook.isdigit()):
-        raise ValueError(f"notebook must be a two-digit string such as '01', got {notebook!r}")
+    """The exercise ids, all or one notebook's (``notebook="01"``, or ``"05b"`` for the later part of notebook 05)."""
+    if notebook is not None and (not isinstance(notebook, str) or re.fullmatch(r"\d\d[a-z]?", notebook) is None):
+        raise ValueError(f"notebook must be a notebook number, two digits and an optional lowercase letter "
+                         f"such as '01' or '05b', got {notebook!r}")
     return [k for k in EXERCISES if notebook is None or k.startswith(notebook + ".")]
 
 

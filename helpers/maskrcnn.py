@@ -9,7 +9,7 @@ step of ``forward``           series code                                   note
 normalise, resize, pad        :class:`ImageTransform`                        08 whole model
 backbone and FPN              :class:`helpers.model.ShapesBackbone` with     04 backbone and FPN
                               :class:`FeaturePyramid`
-RPN                           :class:`RPNHead`,                              05 RPN
+RPN                           :class:`RPNHead`,                              05, 05b RPN
                               :class:`helpers.rpn.RegionProposalNetwork`
 multi-scale RoIAlign          :func:`helpers.fpn.multiscale_roi_align`       04 (02, 03 for the ops)
                               (RoIPool: the same with ``op="pool"``)
@@ -222,7 +222,7 @@ class FeaturePyramid(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# 05: the RPN head (the rest of the RPN is helpers.rpn.RegionProposalNetwork)
+# 05, 05b: the RPN head (the rest of the RPN is helpers.rpn.RegionProposalNetwork)
 # ----------------------------------------------------------------------------------------------
 def _conv_relu(c_in: int, c_out: int) -> nn.Sequential:
     """A 3x3 convolution (padding 1) and a ReLU, as torchvision's ``Conv2dNormActivation`` without norm."""
@@ -338,7 +338,7 @@ class SeriesMaskRCNN(nn.Module):
         batch, targets = self.transform(images, targets)
         # 04 backbone and FPN: feature maps "0".."3" at strides 4..32
         features = self.backbone(batch.tensors)
-        # 05 RPN: anchors, objectness and deltas, proposals (+ its two losses when training)
+        # 05, 05b RPN: anchors, objectness and deltas, proposals (+ its two losses when training)
         proposals, rpn_losses = self.rpn(batch, features, targets)
         if self.training:
             assert targets is not None  # check_inputs made sure

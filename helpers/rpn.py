@@ -1,6 +1,8 @@
 """The region proposal network, piece by piece: anchors, matching, sampling, losses, proposals.
 
-Written in the open in ``notebooks/05_rpn.ipynb``; every function here is checked there and in
+Written in the open in ``notebooks/05_rpn.ipynb`` (anchors, matching, sampling) and
+``notebooks/05b_rpn_losses_proposals.ipynb`` (the head's outputs, losses, proposals); every function
+here is checked there and in
 ``tests/test_rpn.py`` against the torchvision code it mirrors (same names, same arguments, same
 numbers):
 
@@ -352,7 +354,7 @@ def check_concat_args(box_cls: Sequence[Tensor], box_regression: Sequence[Tensor
             raise ValueError(f"level {level}: box_cls has {axc} channels, not a multiple of {a} anchors")
 
 
-# @export notebooks/05_rpn.ipynb: concat_box_prediction_layers (edit the notebook; tools/nb.py export writes this)
+# @export notebooks/05b_rpn_losses_proposals.ipynb: concat_box_prediction_layers (edit the notebook; tools/nb.py export writes this)
 def concat_box_prediction_layers(box_cls, box_regression):
     """The head's per-level maps box_cls[N, A*C, H, W] (C = 1 for the RPN) and box_regression[N, A*4, H, W]
     flattened into the anchors' order (image, level, row, column, anchor) -> [N * sum HWA, C], [N * sum HWA, 4]."""
@@ -368,7 +370,7 @@ def concat_box_prediction_layers(box_cls, box_regression):
 # @end export concat_box_prediction_layers
 
 
-# @export notebooks/05_rpn.ipynb: binary_cross_entropy_with_logits (edit the notebook; tools/nb.py export writes this)
+# @export notebooks/05b_rpn_losses_proposals.ipynb: binary_cross_entropy_with_logits (edit the notebook; tools/nb.py export writes this)
 def binary_cross_entropy_with_logits(logits, targets):
     """Mean of -[y log s(x) + (1 - y) log(1 - s(x))] over logits x and targets y in [0, 1] (s = sigmoid),
     written stably as (1 - y) x - log s(x) with log s(x) = min(x, 0) - log1p(exp(-|x|)). NaN for none."""

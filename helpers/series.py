@@ -10,12 +10,48 @@
 
 Adding a notebook: write ``notebooks/NN_short_name.ipynb`` whose first heading is
 ``# NN · <title>``, add one :class:`Notebook` line to :data:`SERIES` below, then run
-``python tools/nb.py nav``.
+``python tools/nb.py nav``. A notebook split in two keeps its first part at the old address (links
+from outside point there) and numbers the second part with a letter: ``05`` then ``05b``, so that
+the later notebooks keep their numbers and addresses.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
+
+NUMBER = re.compile(r"(\d\d)([a-z]?)")
+"""A notebook number: two digits and an optional lowercase letter (``"05"``, ``"05b"``)."""
+
+NOTEBOOK_GLOB = "[0-9][0-9]*_*.ipynb"
+"""The files of the series in ``notebooks/`` (``NN_name.ipynb`` or ``NNx_name.ipynb``); filter them with
+:func:`is_notebook_file`."""
+
+
+def number_key(number: str) -> tuple[int, str]:
+    """The sort key of a notebook number: ``"05"`` -> ``(5, "")``, ``"05b"`` -> ``(5, "b")``.
+
+    Raises:
+        ValueError: ``number`` is not two digits with an optional lowercase letter.
+    """
+    match = NUMBER.fullmatch(number) if isinstance(number, str) else None
+    if match is None:
+        raise ValueError(f"number must be two digits with an optional lowercase letter ('05', '05b'), got {number!r}")
+    return int(match.group(1)), match.group(2)
+
+
+def number_of_file(name: str) -> str | None:
+    """The notebook number a file name starts with (``"05b_rpn_losses.ipynb"`` -> ``"05b"``), or ``None``
+    when the name is not ``NN_name.ipynb`` / ``NNx_name.ipynb``."""
+    match = re.fullmatch(r"(\d\d[a-z]?)_\w+\.ipynb", name)
+    return match.group(1) if match else None
+
+
+def notebook_files(folder: Path) -> list[Path]:
+    """The notebooks of the series in ``folder``, in reading order (``05`` before ``05b`` before ``06``)."""
+    found = [p for p in folder.glob(NOTEBOOK_GLOB) if number_of_file(p.name) is not None]
+    return sorted(found, key=lambda p: (number_key(number_of_file(p.name)), p.name))
 
 STAGES: tuple[str, ...] = ("bilinear", "roialign", "roipool", "backbone", "rpn", "boxhead", "maskhead",
                            "whole model")
@@ -39,8 +75,9 @@ class Notebook:
     """One notebook of the series.
 
     Attributes:
-        number: two digits, ``"00"``, ``"01"``...; the file name starts with them.
-        file: the file name inside ``notebooks/``, ``NN_short_name.ipynb``.
+        number: two digits, ``"00"``, ``"01"``..., with a lowercase letter for the later part of a
+            notebook split in two (``"05b"``); the file name starts with it.
+        file: the file name inside ``notebooks/``, ``NN_short_name.ipynb`` (``NNx_short_name.ipynb``).
         title: the notebook's heading without its number: the heading reads ``# NN · <title>``.
         short_title: a few words for the map of the series (notebook 00).
         stage: where the notebook sits in the map of the series (one of :data:`STAGES`), or
@@ -56,8 +93,7 @@ class Notebook:
     learn: str
 
     def __post_init__(self) -> None:
-        if len(self.number) != 2 or not self.number.isdigit():
-            raise ValueError(f"number must be two digits, got {self.number!r}")
+        number_key(self.number)   # ValueError unless two digits and an optional lowercase letter
         if not (self.file.startswith(f"{self.number}_") and self.file.endswith(".ipynb")):
             raise ValueError(f"file must be named {self.number}_<short_name>.ipynb, got {self.file!r}")
         if self.stage is not None and self.stage not in STAGES:
@@ -90,10 +126,14 @@ SERIES: tuple[Notebook, ...] = (
              "backbone and FPN", "backbone",
              "The ResNet-50 + FPN backbone: feature maps, strides, `spatial_scale = 1/stride`, and which level "
              "each box is pooled from."),
-    Notebook("05", "05_rpn.ipynb", "The region proposal network",
-             "region proposal network", "rpn",
-             "The region proposal network: anchors, box encoding, IoU matching, sampling, RPN losses, NMS and "
-             "proposals, each equal to torchvision."),
+    Notebook("05", "05_rpn.ipynb", "The region proposal network: anchors, matching and sampling",
+             "RPN: anchors and matching", "rpn",
+             "The region proposal network, part 1: anchors, box encoding, IoU matching and sampling (which "
+             "anchors learn what), each equal to torchvision; a panel for the IoU thresholds."),
+    Notebook("05b", "05b_rpn_losses_proposals.ipynb", "The region proposal network: losses, NMS and proposals",
+             "RPN: losses and proposals", "rpn",
+             "The region proposal network, part 2: the head's outputs, its two losses, decoding, top-N, NMS and "
+             "proposals, each equal to torchvision; the trained model's proposals and their recall."),
     Notebook("06", "06_box_head.ipynb", "The box head and its losses",
              "box head and losses", "boxhead",
              "The box head: two FC layers, class scores and box deltas, the losses by hand, and post-processing."),
@@ -117,7 +157,20 @@ SERIES: tuple[Notebook, ...] = (
              "the pretrained COCO model on real photos", "whole model",
              "torchvision's pretrained `maskrcnn_resnet50_fpn` on real photographs (with an offline path)."),
 )
-"""The notebooks of the series, in reading order (numbers 00, 01, 02... without gaps)."""
+"""The notebooks of the series, in reading order (numbers 00, 01, 02... without gaps; a split notebook's
+later part carries a letter: 05, 05b, 06)."""
+
+
+def expected_numbers(numbers: list[str]) -> list[str]:
+    """The numbers a manifest with these numbers must have, in order: the digits run 00, 01, 02...
+    without gaps, and the parts of one number run ``NN``, ``NNb``, ``NNc``... (only the digits and
+    letters present are used: ``["00", "01", "01b"]`` is sound, ``["00", "01b"]`` is not)."""
+    parts: dict[int, int] = {}
+    for number in numbers:
+        digits, letter = number_key(number)
+        parts[digits] = max(parts.get(digits, 1), ord(letter) - ord("a") + 1 if letter else 1)
+    return [f"{k:02d}" + ("" if j == 0 else chr(ord("a") + j)) for k in range(max(parts, default=-1) + 1)
+            for j in range(parts.get(k, 1))]
 
 
 def check_series(series: tuple[Notebook, ...] | list[Notebook]) -> list[str]:
@@ -128,7 +181,7 @@ def check_series(series: tuple[Notebook, ...] | list[Notebook]) -> list[str]:
     """
     problems = []
     numbers = [nb.number for nb in series]
-    expected = [f"{k:02d}" for k in range(len(series))]
+    expected = expected_numbers(numbers)
     if numbers != expected:
         problems.append(f"notebook numbers must run {', '.join(expected)} in order, got {', '.join(numbers)}")
     files = [nb.file for nb in series]

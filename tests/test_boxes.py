@@ -117,7 +117,7 @@ def test_nms_small_blocks_hypothesis(seed, n, block, threshold, tie_scores):
        threshold=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0, 1 / 3]), tie_scores=st.booleans(),
        dtype=st.sampled_from([torch.float32, torch.float64]))
 def test_nms_equals_nms_loop(seed, n, block, threshold, tie_scores, dtype):
-    """The fast blocked nms against notebook 05's plain greedy loop (its reference, exported as nms_loop):
+    """The fast blocked nms against notebook 05b's plain greedy loop (its reference, exported as nms_loop):
     integer boxes with exact IoU ties and identical boxes, scores with ties, IoU exactly at 1/3."""
     rng = np.random.default_rng(seed)
     boxes = integer_boxes(rng, n, 20, 10).to(dtype)
@@ -130,7 +130,7 @@ def test_nms_equals_nms_loop(seed, n, block, threshold, tie_scores, dtype):
 
 
 def test_nms_loop_by_hand():
-    """The toy case of notebook 05: ties in score go to the lower index; IoU 1/3 in float32 is above 1/3."""
+    """The toy case of notebook 05b: ties in score go to the lower index; IoU 1/3 in float32 is above 1/3."""
     boxes = torch.tensor([[10.0, 10, 50, 50], [12, 12, 52, 52], [10, 10, 50, 50], [60, 10, 100, 50],
                           [30, 10, 70, 50], [40, 60, 80, 100]])
     scores = torch.tensor([0.6, 0.9, 0.9, 0.8, 0.7, 0.3])

@@ -114,4 +114,4 @@ def test_colab_rehearsal(tmp_path: Path) -> None:
     assert report["versions"]["torch"] == torch.__version__
     assert report["versions"]["torchvision"] == torchvision.__version__
     print(f"\ncolab rehearsal: {len(report['notebooks'])} notebooks in {report['seconds']:.0f} s: "
-          + ", ".join(f"{r['notebook'][:2]} {r['seconds']:.0f} s" for r in report["notebooks"]))
+          + ", ".join(f"{r['notebook'].split('_')[0]} {r['seconds']:.0f} s" for r in report["notebooks"]))

@@ -19,8 +19,9 @@ import torch
 from helpers import exercises
 from helpers.exercises import EXERCISES, check, exercise_ids, grade
 from helpers.project import ROOT
+from helpers.series import notebook_files, number_of_file
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = notebook_files(ROOT / "notebooks")
 SOLUTION = re.compile(r"<details><summary>Solution</summary>\s*```python\n(.*?)\n```", re.S)
 
 
@@ -30,7 +31,7 @@ def exercise_cells() -> dict[str, tuple[str, nbformat.NotebookNode]]:
         for cell in nbformat.read(path, as_version=4).cells:
             key = cell.metadata.get("exercise")
             if key:
-                cells[f"{path.name[:2]}:{key}" if key in ("intro", "import") else key] = (path.name, cell)
+                cells[f"{number_of_file(path.name)}:{key}" if key in ("intro", "import") else key] = (path.name, cell)
     return cells
 
 
@@ -48,7 +49,7 @@ def solution_of(eid: str):
 
 def test_every_notebook_has_checked_exercises() -> None:
     for path in NOTEBOOKS:
-        ids = exercise_ids(path.name[:2])
+        ids = exercise_ids(number_of_file(path.name))
         assert 1 <= len(ids) <= 4, f"{path.name}: {len(ids)} checked exercises"
         for eid in ids:
             assert f"{eid}/question" in CELLS and f"{eid}/answer" in CELLS, f"{eid}: cells missing from {path.name}"
@@ -111,6 +112,11 @@ WRONG = [
     ("04.2", 317, "floor"),
     ("05.1", 672 / 1024, "anchor's area"),
     ("05.2", 4092, "three ratios"),
+    ("05b.1", 0.70007, "number of positives"),
+    ("05b.1", 0.00245, "beta = 1"),
+    ("05b.1", 0.0055, "close"),
+    ("05b.2", [3, 0], "already suppressed"),
+    ("05b.2", [0, 1, 2, 3], "0.82 > 0.7"),
     ("06.1", (45.57, -2.10, 94.43, 42.10), "weights (10, 10, 5, 5)"),
     ("06.2", (128, 384), "cap"),
     ("07.1", 0.5, None),
@@ -158,8 +164,12 @@ def test_bad_input() -> None:
         grade("1.1", 13)
     with pytest.raises(ValueError, match="exercise must be one of"):
         check(1.1, 13)
-    with pytest.raises(ValueError, match="notebook must be a two-digit string"):
+    with pytest.raises(ValueError, match="notebook must be a notebook number"):
         exercise_ids("1")
+    with pytest.raises(ValueError, match="notebook must be a notebook number"):
+        exercise_ids("05B")
+    assert exercise_ids("05b") and all(e.startswith("05b.") for e in exercise_ids("05b"))
+    assert not any(e.startswith("05b.") for e in exercise_ids("05"))
     wrong_type = grade("01.1", "thirteen")
     assert wrong_type.status == "wrong" and "`answer` must be a number" in wrong_type.message
     wrong_length = grade("01.2", [0.25, 0.75])
@@ -192,6 +202,13 @@ def test_the_checkers_agree_with_the_series_own_code() -> None:
     decoded = box_coder.BoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(
         torch.tensor([exercises.DELTAS_06], dtype=torch.float64), torch.tensor([exercises.PROPOSAL_06], dtype=torch.float64))
     assert np.allclose(decoded[0].numpy(), EXERCISES["06.1"].reference())
+    from helpers import boxes, rpn
+
+    diffs = torch.tensor(exercises.DIFFS_05B, dtype=torch.float64)
+    ours_05b = float(rpn.smooth_l1_loss(diffs, torch.zeros_like(diffs), exercises.BETA_05B)) / exercises.SAMPLED_05B
+    assert math.isclose(ours_05b, EXERCISES["05b.1"].reference(), rel_tol=1e-12)
+    kept = boxes.nms_loop(torch.tensor(exercises.BOXES_05B), torch.tensor(exercises.SCORES_05B), exercises.THRESH_05B)
+    assert kept.tolist() == EXERCISES["05b.2"].reference()
 
 
 def test_checking_leaves_the_global_random_state_alone() -> None:
@@ -203,17 +220,17 @@ def test_checking_leaves_the_global_random_state_alone() -> None:
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
-EXERCISE_LABEL = re.compile(r"^#### Exercise (\d\d\.\d+) · |^- \*\*(\d\d\.\d+)\*\* ", re.M)
-EXERCISE_REFERENCE = re.compile(r"\b[Ee]xercises? (\d[\d.]*\d|\d)\b")
+EXERCISE_LABEL = re.compile(r"^#### Exercise (\d\d[a-z]?\.\d+) · |^- \*\*(\d\d[a-z]?\.\d+)\*\* ", re.M)
+EXERCISE_REFERENCE = re.compile(r"\b[Ee]xercises? (\d\d[a-z]\.\d+|\d[\d.]*\d|\d)\b")
 
 
 def test_one_numbering_scheme_for_every_exercise() -> None:
-    """Every exercise of notebook NN is called NN.k, checked and open alike: the checked ones first, with
+    """Every exercise of notebook NN (05b) is called NN.k (05b.k), checked and open alike: the checked ones first, with
     the ids of helpers.exercises (and of their ``check`` calls), then the open ones, numbered on; a
     reference to an exercise anywhere in the notebooks names an id that exists."""
     labels = {}
     for path in NOTEBOOKS:
-        nn = path.name[:2]
+        nn = number_of_file(path.name)
         markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
         found = [a or b for a, b in EXERCISE_LABEL.findall(markdown)]
         checked = exercise_ids(nn)
@@ -223,4 +240,5 @@ def test_one_numbering_scheme_for_every_exercise() -> None:
     for path in NOTEBOOKS:
         text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
         for ref in EXERCISE_REFERENCE.findall(text):
-            assert re.fullmatch(r"\d\d\.\d+", ref) and ref in labels, f"{path.name}: 'exercise {ref}' is not an NN.k id"
+            assert re.fullmatch(r"\d\d[a-z]?\.\d+", ref) and ref in labels, \
+                f"{path.name}: 'exercise {ref}' is not an NN.k (or NNb.k) id"

@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from helpers.project import ROOT
+from helpers.series import notebook_files
 
 
 def run_export_check(root: Path) -> subprocess.CompletedProcess:
@@ -29,7 +30,7 @@ def run_export_check(root: Path) -> subprocess.CompletedProcess:
 
 def saved_cells(root: Path) -> list[tuple[Path, int, str]]:
     found = []
-    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in notebook_files(root / "notebooks"):
         nb = nbformat.read(path, as_version=4)
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "code" and cell.source.startswith("#@save helpers."):

@@ -54,6 +54,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 from helpers.project import NOTEBOOKS_DIR, ROOT
+from helpers.series import notebook_files
 
 NOTEBOOKS = NOTEBOOKS_DIR
 TOLERANCE = 1.0
@@ -66,7 +67,7 @@ FIGURES = {
     "grid_02": ("02", ("viz.draw_feature_grid(", "viz.draw_roi_bins(", "viz.draw_sample_points(")),
     "staircase_03": ("03", ("viz.draw_shift_curves(",)),
     "iou_03": ("03", ("viz.draw_iou_plot(",)),
-    "recall_05": ("05", ("draw_recall_curves(",)),
+    "recall_05": ("05b", ("draw_recall_curves(",)),
     "refine_06": ("06", ("draw_box_refinement(",)),
     "mask_errors_07": ("07", ("draw_mask_errors(",)),
 }
@@ -354,7 +355,7 @@ VAL_SEED = 1_000_000  # notebook 09's validation images
 
 @pytest.mark.mpl_image_compare(**MPL)
 def test_proposal_recall_05() -> Figure:
-    """Notebook 05: proposal recall before and after NMS over validation images 0..24, recomputed with
+    """Notebook 05b: proposal recall before and after NMS over validation images 0..24, recomputed with
     torchvision's RegionProposalNetwork (NMS off: its nms_thresh set to 1.0) and torchvision's box_iou."""
     import copy
 
@@ -648,7 +649,7 @@ def test_every_stored_figure_is_at_least_110_dpi() -> None:
 
     assert FIGURE_DPI >= 110
     checked = 0
-    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    for path in notebook_files(NOTEBOOKS):
         for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
             for out in cell.get("outputs", []):
                 data = out.get("data", {})
@@ -667,7 +668,7 @@ def test_every_stored_figure_is_at_most_1000_px_wide() -> None:
     import struct
 
     checked, too_wide = 0, []
-    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    for path in notebook_files(NOTEBOOKS):
         for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
             for out in cell.get("outputs", []):
                 data = out.get("data", {})

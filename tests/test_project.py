@@ -38,10 +38,10 @@ import pytest
 import yaml  # PyYAML: installed with jupyterlab (jupyter_server -> jupyter_events)
 
 from helpers.project import NOTEBOOKS_DIR, REPO_URL, ROOT, colab_url
-from helpers.series import SERIES, Notebook
+from helpers.series import SERIES, Notebook, expected_numbers, number_key
 
 NOTEBOOKS = NOTEBOOKS_DIR
-NB_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
+NB_NAME = re.compile(r"^(\d\d[a-z]?)_[a-z0-9_]+\.ipynb$")
 GENERATED_TAGS = {"nav-top", "nav-bottom", "colab-setup", "pipeline-strip"}
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -356,12 +356,14 @@ def notebook(request: pytest.FixtureRequest) -> tuple[str, dict]:
 
 
 def test_series_is_complete_and_numbered() -> None:
-    """notebooks/ holds NN_short_name.ipynb files numbered 00, 01, 02... without gaps (00-03 at least)."""
+    """notebooks/ holds NN_short_name.ipynb files numbered 00, 01, 02... without gaps (00-03 at least);
+    the later part of a notebook split in two carries a letter (05, 05b, 06)."""
     names = [p.name for p in committed_notebooks()]
     bad = [n for n in names if not NB_NAME.match(n)]
-    assert bad == [], f"notebooks must be named NN_short_name.ipynb: {bad}"
-    numbers = [int(NB_NAME.match(n).group(1)) for n in names]
-    assert numbers == list(range(len(numbers))), f"notebook numbers {numbers} must run 0, 1, 2... without gaps"
+    assert bad == [], f"notebooks must be named NN_short_name.ipynb (or NNb_short_name.ipynb): {bad}"
+    names.sort(key=lambda n: (number_key(NB_NAME.match(n).group(1)), n))
+    numbers = [NB_NAME.match(n).group(1) for n in names]
+    assert numbers == expected_numbers(numbers), f"notebook numbers {numbers} must run 00, 01, 02... without gaps"
     assert len(numbers) >= 4, f"the series must hold notebooks 00-03 (issue 3); found {names}"
     assert names == [entry.file for entry in SERIES], "notebooks/ must hold exactly the notebooks of helpers/series.py"
 
@@ -588,6 +590,47 @@ def test_check_catches_stale_navigation(tmp_path: Path, capsys: pytest.CaptureFi
     third = Notebook("02", "02_third.ipynb", "Third", "third", "roialign", "What the third one teaches.")
     assert nav(check=True, series=(*series, third)) == 1 and "02_third.ipynb" in capsys.readouterr().out
     assert nav(check=True) == 0
+
+
+def test_a_split_notebook_takes_a_letter(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A notebook split in two keeps its number and address for the first part; the second part is
+    NNb (05, 05b, 06): the manifest, the file names, ``nav`` and the pipeline strip accept it, and
+    letters out of order, a letter without its first part, or a malformed number are refused."""
+    from helpers.series import check_series, expected_numbers, number_of_file, notebook_files
+
+    def entry(number: str, stage: str | None = "rpn") -> Notebook:
+        return Notebook(number, f"{number}_part.ipynb", f"Part {number}", f"part {number}", stage, "Teaches.")
+
+    split = (entry("00", None), entry("01"), entry("01b"), entry("02", "boxhead"))
+    assert check_series(split) == [] and expected_numbers(["00", "01", "01b", "02"]) == ["00", "01", "01b", "02"]
+    assert check_series((entry("00"), entry("01b")))                        # 01b without 01
+    assert check_series((entry("00"), entry("01"), entry("01c")))           # 01c without 01b
+    assert check_series((entry("00"), entry("01b"), entry("01")))           # out of order
+    for bad in ("5", "05B", "005", "05bb", "5b"):
+        with pytest.raises(ValueError, match="number must be two digits"):
+            entry(bad)
+    with pytest.raises(ValueError, match="file must be named 05b_"):
+        Notebook("05b", "05_rpn.ipynb", "T", "t", "rpn", "Teaches.")
+    assert number_of_file("05b_rpn_losses_proposals.ipynb") == "05b" and number_of_file("05_rpn.ipynb") == "05"
+    assert number_of_file("notes.ipynb") is None and number_of_file("05B_x.ipynb") is None
+
+    tool = nb_tool()
+    notebooks, readme = tmp_path / "notebooks", tmp_path / "README.md"
+    notebooks.mkdir()
+    for e in split:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# {e.heading}\n\nText.")]
+        nbformat.write(nb, notebooks / e.file)
+    readme.write_text("# A series\n\n<!-- notebooks:start -->\n<!-- notebooks:end -->\n")
+    assert [p.name for p in notebook_files(notebooks)] == [e.file for e in split]   # 01 before 01b before 02
+    assert tool.nav(check=False, series=split, notebooks_dir=notebooks, readme=readme) == 0
+    assert tool.nav(check=True, series=split, notebooks_dir=notebooks, readme=readme) == 0
+    first = nbformat.read(notebooks / "01_part.ipynb", as_version=4)
+    assert "[01b · Part 01b →](01b_part.ipynb)" in first.cells[0].source
+    strip = tool.pipeline_strip(split, 2)
+    assert "[RPN 01](01_part.ipynb) / \N{ROUND PUSHPIN} **RPN 01b (this notebook)**" in strip
+    assert "| 01b | [Part 01b](notebooks/01b_part.ipynb) |" in readme.read_text()
+    capsys.readouterr()
 
 
 def test_check_catches_bad_readme_links() -> None:

@@ -155,7 +155,7 @@ def test_draw_class_scores_values_written() -> None:
         draw_class_scores(probs * 2, NAMES, ["a", "b"])
 
 
-# -- notebook 05 ---------------------------------------------------------------------------------
+# -- notebook 05b --------------------------------------------------------------------------------
 def test_draw_proposal_panels_draws_every_box() -> None:
     before = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [20.0, 20.0, 30.0, 30.0]])
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0]])

@@ -1,7 +1,7 @@
 """Rehearse Colab: run every notebook top to bottom as a Colab user would, and report each one.
 
     python tools/colab_rehearsal.py                       # every notebook, the pinned torch, ipywidgets 7.7
-    python tools/colab_rehearsal.py --only 01 05          # just these notebooks
+    python tools/colab_rehearsal.py --only 01 05 05b      # just these notebooks (numbers of helpers/series.py)
     python tools/colab_rehearsal.py --torch 2.9.1 --torchvision 0.24.1   # an older pair (downloads ~1 GB once)
     python tools/colab_rehearsal.py --json report.json    # also write the report as JSON
 
@@ -214,7 +214,7 @@ def rehearse(only: Sequence[str] = (), torch: str | None = None, torchvision: st
              workdir: Path | None = None, strict: bool = False, repo: Path = ROOT,
              progress: bool = True) -> dict[str, Any]:
     """Clone ``repo``'s HEAD, build the fresh environment and run the notebooks (``only``: numbers such as
-    ``"01"``; empty: all). Returns the report: environment and one entry per notebook."""
+    ``"01"`` or ``"05b"``; empty: all). Returns the report: environment and one entry per notebook."""
     if (torch is None) != (torchvision is None):
         raise ValueError("torch and torchvision must be given together (e.g. --torch 2.9.1 --torchvision 0.24.1)")
     numbers = {e.number for e in SERIES}
@@ -280,7 +280,7 @@ def rehearse(only: Sequence[str] = (), torch: str | None = None, torchvision: st
             report["notebook"] = entry.file
             results.append(report)
             if progress:
-                print(f"{entry.number} {report['status']:6s} {report['seconds']:6.1f} s  {entry.file}"
+                print(f"{entry.number:<3} {report['status']:6s} {report['seconds']:6.1f} s  {entry.file}"
                       + (f"\n     {report['error']}" if report["error"] else "")
                       + "".join(f"\n     stderr: {s.strip()[:200]}" for s in report["stderr"]), flush=True)
         versions = {}

@@ -20,7 +20,8 @@ The list of notebooks, their titles and the README's "what you learn" lines come
 :data:`helpers.series.SERIES`; ``nav`` also rewrites the README's table of notebooks (between
 ``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``). ``nav`` (and ``nav --check``) fails
 when a notebook's heading (the first ``# `` heading of its first markdown cell that is not
-generated) is not ``# NN · <title>`` of the manifest, or when ``notebooks/`` holds a notebook that
+generated) is not ``# NN · <title>`` of the manifest (``NN``: two digits, or two digits and a letter for
+the later part of a split notebook, ``05b``), or when ``notebooks/`` holds a notebook that
 the manifest lacks, or lacks one it lists. Adding a notebook: the file, one line in
 ``helpers/series.py``, then ``python tools/nb.py nav``.
 Execution uses a fresh ``python3`` kernel per notebook, stores widget state complete (so GitHub
@@ -40,7 +41,8 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's `helpers`, installed or not
 from helpers.project import NOTEBOOKS_DIR, REPO_URL, ROOT, colab_url  # noqa: E402
-from helpers.series import PIPELINE_PATH, SERIES, STAGE_LABELS, STAGES, Notebook, check_series  # noqa: E402
+from helpers.series import (PIPELINE_PATH, SERIES, STAGE_LABELS, STAGES, Notebook, check_series,  # noqa: E402
+                            notebook_files)
 
 NOTEBOOKS = NOTEBOOKS_DIR
 README = ROOT / "README.md"
@@ -65,7 +67,7 @@ def notebook_paths(series: Sequence[Notebook] = SERIES, notebooks_dir: Path = NO
 def series_problems(series: Sequence[Notebook] = SERIES, notebooks_dir: Path = NOTEBOOKS) -> list[str]:
     """Where the manifest and the notebook files disagree (and what is wrong with the manifest itself)."""
     problems = check_series(series)
-    on_disk = {p.name for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb")}
+    on_disk = {p.name for p in notebook_files(notebooks_dir)}
     listed = {entry.file for entry in series}
     for name in sorted(on_disk - listed):
         problems.append(f"{name} is not in helpers/series.py: add a line for it to SERIES")
@@ -331,7 +333,7 @@ DEFINES = re.compile(r"^(?:def|class)\s+(\w+)|^(\w+)\s*(?::[^=]*)?=", re.M)
 def saved_cells(root: Path = ROOT) -> list[tuple[str, str, str, str]]:
     """Every ``#@save`` cell of the series: ``(notebook path, module, key, code)``."""
     found = []
-    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in notebook_files(root / "notebooks"):
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             if cell.cell_type != "code":

@@ -6,7 +6,7 @@
 - :data:`CLASS_COLORS` and :data:`INSTANCE_COLORS`: semantic and instance label maps (notebook 00),
   and class-coloured boxes (notebooks 00, 06);
 - :data:`LEVEL_COLORS`: the FPN levels P2-P6 (notebook 04);
-- :data:`RPN_COLORS`: anchors, ground truth and proposals (notebook 05);
+- :data:`RPN_COLORS`: anchors, ground truth and proposals (notebooks 05, 05b);
 - :data:`MASK_COLORS`: proposals and their mask targets (notebook 07);
 - :func:`class_color`: the colour of one class label (truth and prediction alike, notebooks 00, 05-11);
 - :data:`PIPELINE_COLORS`: the boxes of the map of the series (notebook 00);
@@ -53,7 +53,7 @@ RPN_COLORS: dict[str, str] = {
     "proposal": "#d62728",   # red: proposals after NMS
     "anchor": "#1f77b4",     # blue: anchors drawn for their own sake
 }
-"""Fixed colours of notebook 05's pictures (one per kind of box)."""
+"""Fixed colours of notebooks 05's and 05b's pictures (one per kind of box)."""
 
 MASK_COLORS: tuple[str, ...] = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 """Fixed colours for proposals / instances, taken in order (never at random)."""

@@ -14,12 +14,12 @@ from matplotlib.axes import Axes
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.text import Text
 
-from helpers.series import SERIES, Notebook
+from helpers.series import SERIES, Notebook, number_key
 from helpers.viz.palettes import PIPELINE_COLORS
 
 PIPELINE_NOTEBOOKS: tuple[tuple[str, str], ...] = tuple((nb.number, nb.short_title) for nb in SERIES if nb.stage)
-"""The notebooks the map shows (those of :data:`helpers.series.SERIES` with a ``stage``: 01-11), as
-``(number, short title)``; the default of :func:`draw_pipeline`."""
+"""The notebooks the map shows (those of :data:`helpers.series.SERIES` with a ``stage``: 01-11, 05b
+included), as ``(number, short title)``; the default of :func:`draw_pipeline`."""
 
 
 @dataclass
@@ -32,11 +32,13 @@ class PipelineArtists:
     texts: list[Text]
 
     def notebooks_named(self) -> list[str]:
-        """The notebook numbers written in the figure ("notebook NN"), read back from its texts."""
+        """The notebook numbers written in the figure ("notebook NN", or "notebooks NN, NNb" for a stage
+        taught in two notebooks), read back from its texts, in the series' order."""
         found = set()
         for text in self.texts:
-            found.update(re.findall(r"notebook (\d\d)", text.get_text()))
-        return sorted(found)
+            for listed in re.findall(r"notebooks? (\d\d[a-z]?(?:, \d\d[a-z]?)*)\b", text.get_text()):
+                found.update(listed.split(", "))
+        return sorted(found, key=number_key)
 
 
 def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]] = PIPELINE_NOTEBOOKS,
@@ -44,7 +46,8 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
     """Draw the map of the series: Mask R-CNN's stages as boxes and arrows, each naming its notebook.
 
     The top row is the path of one image: image -> backbone + FPN -> RPN -> RoIAlign; below
-    RoIAlign, the box head (class + box) and the mask head, and below them their outputs, detections
+    RoIAlign, the box head (class + box) and the mask head (the RPN's box names both of its notebooks, 05
+and 05b), and below them their outputs, detections
     and masks. RoIAlign's two foundations (01, 03) sit to the left of the heads, arrows up to it; the
     notebooks that use the whole model (08-11) sit in a band underneath. 8.8 inches wide: at the
     series' 110 dpi the stored picture is at most 1000 px wide, shown at its own size (8 pt text). The dashed
@@ -119,13 +122,15 @@ def draw_pipeline(ax: Axes | None = None, *, notebooks: Sequence[tuple[str, str]
         return x, y + h / 2
 
     def nb(stage: str) -> str:
-        """The text "notebook NN" naming the notebook(s) of ``stage`` in the series."""
-        return ", ".join(f"notebook {entry.number}" for entry in staged if entry.stage == stage)
+        """The text "notebook NN" naming the notebook of ``stage`` in the series ("notebooks NN, NNb"
+        when the stage is taught in two)."""
+        numbers = [entry.number for entry in staged if entry.stage == stage]
+        return ("notebook " if len(numbers) == 1 else "notebooks ") + ", ".join(numbers)
 
     row, hh = 4.55, 0.9
     box("image", 0.05, row, 0.9, hh, "image\n3 x H x W", data_colour)
     box("backbone", 1.35, row, 1.55, hh, f"backbone + FPN\n{nb('backbone')}", stage_colour)
-    box("rpn", 3.5, row, 1.1, hh, f"RPN\n{nb('rpn')}", stage_colour)
+    box("rpn", 3.45, row, 1.2, hh, f"RPN\n{nb('rpn')}", stage_colour)   # wide enough for "notebooks 05, 05b"
     box("roialign", 5.4, row, 1.3, hh, f"RoIAlign\n{nb('roialign')}", stage_colour)
     heads, outputs, hw = row - 1.7, row - 3.05, 1.8       # the heads under RoIAlign, their outputs under them
     box("boxhead", 5.0, heads, hw, hh, f"box head\nclass + box, {nb('boxhead')}", stage_colour)

@@ -1,7 +1,7 @@
 """Pictures of the *trained* shapes model, stage by stage (the closing sections of notebooks 05-07),
 in the spirit of matterport's ``inspect_model`` notebook:
 
-- notebook 05: proposals before and after NMS (:func:`draw_proposal_panels`), and proposal recall
+- notebook 05b: proposals before and after NMS (:func:`draw_proposal_panels`), and proposal recall
   against the IoU threshold (:func:`draw_recall_curves`);
 - notebook 06: the box head's refined boxes against their proposals and the ground truth
   (:func:`draw_box_refinement`), and the class probabilities of those proposals (:func:`draw_class_scores`);
@@ -55,7 +55,7 @@ def _class_color(label: int) -> str:
     return class_color(label, CLASS_COLORS)
 
 
-# -- notebook 05 -------------------------------------------------------------------------------
+# -- notebook 05b ------------------------------------------------------------------------------
 def draw_proposal_panels(image: ArrayLike, gt_boxes: ArrayLike, stages: Mapping[str, ArrayLike],
                          axes: Any = None, *, linewidth: float = 0.7) -> dict[str, Any]:
     """One panel per stage of the RPN's output: the image (dimmed), its true boxes (black, thick)
@@ -102,7 +102,7 @@ def draw_recall_curves(thresholds: ArrayLike, recalls: Mapping[str, ArrayLike], 
     Args:
         thresholds: ``[T]`` IoU thresholds, increasing, in ``[0, 1]``.
         recalls: ``curve name -> [T]`` recall at each threshold (values in ``[0, 1]``), one line each,
-            in fixed colours: the first red (as proposals are drawn in notebook 05), then blue, then grey.
+            in fixed colours: the first red (as proposals are drawn in notebooks 05 and 05b), then blue, then grey.
         marks: thresholds marked by a dotted line, at which each curve's value is written in the
             legend (each must be one of ``thresholds``).
         title: axes title.
