@@ -102,6 +102,7 @@ from helpers.project import ROOT, SHAPES_CHECKPOINT, SHAPES_TRAIN_LOG
 __all__ = ["TrainConfig", "TrainData", "train", "fit", "build_data", "build_optimizer", "lr_factor", "batch_indices",
            "train_step", "evaluate_run", "seed_everything", "benchmark", "main", "build_parser", "parse_args",
            "machine_info", "output_path", "repo_relative", "LOSS_NAMES", "DEFAULT_COMMAND", "SHIPPED_COMMAND",
+           "is_shipped_command",
            "StepBatches", "flip_horizontal", "scaled_anchor_sizes", "box_size_stats", "default_run_name",
            "RunPaths", "run_paths", "check_outputs_free", "build_coco_model", "coco_weights_file", "save_coco_model",
            "load_trained", "COCO_ARCH", "AllReduceBatchNorm2d", "convert_batchnorm"]
@@ -115,6 +116,28 @@ DEFAULT_COMMAND = "python -m helpers.train"
 SHIPPED_COMMAND = (f"{DEFAULT_COMMAND} --checkpoint data/shapes_maskrcnn.pt --log data/shapes_train_log.json "
                    "--overwrite")
 """The command that regenerates the shipped checkpoint and log in ``data/`` (the default recipe, explicit paths)."""
+
+
+def is_shipped_command(command: str) -> bool:
+    """Whether ``command`` (a log's ``"command"``) is the shipped one: :data:`SHIPPED_COMMAND`, or the plain
+    :data:`DEFAULT_COMMAND` that logs were made with before runs had their own folders, each with or without
+    ``--no-progress`` (which only hides the progress bar and changes nothing the run computes).
+
+    Compared word by word (``shlex``), so spacing does not matter; any other option, path or value makes it
+    ``False``::
+
+        >>> is_shipped_command(SHIPPED_COMMAND + " --no-progress")
+        True
+        >>> is_shipped_command(SHIPPED_COMMAND + " --steps 10")
+        False
+
+    Raises:
+        TypeError: ``command`` is not a ``str``.
+    """
+    if not isinstance(command, str):
+        raise TypeError(f"command must be a str (a log's 'command'), got {type(command).__name__}")
+    words = [w for w in shlex.split(command) if w != "--no-progress"]
+    return words in (shlex.split(SHIPPED_COMMAND), shlex.split(DEFAULT_COMMAND))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from helpers.evaluate import (METRIC_NAMES, average_precision, coco_evaluate, ev
 from helpers.model import load_checkpoint
 from helpers.project import ROOT, SHAPES_CHECKPOINT, SHAPES_TRAIN_LOG
 from helpers.shapes import ShapesDataset, to_coco
-from helpers.train import (DEFAULT_COMMAND, SHIPPED_COMMAND, LOSS_NAMES, TrainConfig, batch_indices, build_data, build_parser, fit, lr_factor, main,
+from helpers.train import (DEFAULT_COMMAND, SHIPPED_COMMAND, LOSS_NAMES, is_shipped_command, TrainConfig, batch_indices, build_data, build_parser, fit, lr_factor, main,
                            output_path, parse_args, repo_relative, train)
 
 TINY_MODEL = dict(widths=[8, 16, 32, 64], stem_channels=8, fpn_channels=16, representation_size=32,
@@ -412,12 +412,26 @@ def test_shipped_checkpoint_reproduces_its_logged_metrics_on_the_subset():
             assert metrics[kind][name] == pytest.approx(log["metrics_subset"][kind][name], abs=0.01), (kind, name)
 
 
+def test_is_shipped_command_accepts_the_shipped_commands_and_nothing_else():
+    for command in (SHIPPED_COMMAND, DEFAULT_COMMAND):
+        assert is_shipped_command(command)
+        assert is_shipped_command(command + " --no-progress")
+        assert is_shipped_command(command.replace(" ", "  "))  # word by word, not character by character
+    assert is_shipped_command(SHIPPED_COMMAND.replace("--checkpoint", "--no-progress --checkpoint"))
+    wrong = [SHIPPED_COMMAND + " --steps 10",  # a different recipe
+             SHIPPED_COMMAND.replace("data/shapes_maskrcnn.pt", "runs/x.pt"),  # a different output
+             SHIPPED_COMMAND.replace(" --overwrite", ""),
+             "python -m helpers.ablation", "", DEFAULT_COMMAND + " --progress"]
+    for command in wrong:
+        assert not is_shipped_command(command), command
+    with pytest.raises(TypeError, match="command must be a str"):
+        is_shipped_command(SHIPPED_COMMAND.split())
+
+
 def test_shipped_log_meets_the_floors():
     log = json.loads(SHAPES_TRAIN_LOG.read_text())
     assert log["metrics"]["segm"]["AP"] >= 0.65 and log["metrics"]["segm"]["AP50"] >= 0.88
-    # the shipped command (SHIPPED_COMMAND; --no-progress only hides the bar), or the plain one the log was made
-    # with before runs got their folders
-    assert log["command"].replace(" --no-progress", "") in (SHIPPED_COMMAND, DEFAULT_COMMAND)
+    assert is_shipped_command(log["command"]), log["command"]
     assert log["threads"] == 2 and not log["stopped_early"] and log["impl"] == "series"  # the series' own model
     assert log["train_config"]["val_seed"] != log["train_config"]["seed"]
     assert len(log["steps"]) == log["train_config"]["steps"]
