@@ -47,7 +47,7 @@ from helpers.viz.bilinear import (LABEL_DY, GridArtists, NeighbourArtists, draw_
 from helpers.viz.bilinear import OPPOSITE_AREA_COLORS, OppositeAreaArtists, draw_opposite_areas
 from helpers.viz.core import (FIGURE_DPI, ArrayLike, as_box, as_map, as_numpy, axes_or_new, box_rectangle, image_extent, log,
                               move_rectangle, set_pixel_limits, show_image)
-from helpers.viz.detection import (InstanceArtists, LabelMapArtists, box_outlines, draw_boxes, draw_detections,
+from helpers.viz.detection import (BoxLabelPlacer, InstanceArtists, LabelMapArtists, box_outlines, draw_boxes, draw_detections,
                                    draw_image, draw_instance_predictions, draw_label_map, instance_overlay,
                                    LABEL_FONTSIZE, place_box_labels)
 from helpers.viz.fpn import LevelCurveArtists, cell_border_segments, draw_level_curve, level_boundaries
@@ -79,7 +79,7 @@ __all__ = [
     # notebook 04
     "LevelCurveArtists", "cell_border_segments", "draw_level_curve", "level_boundaries",
     # notebooks 00, 05-11
-    "InstanceArtists", "LabelMapArtists", "box_outlines", "draw_boxes", "draw_detections", "draw_image",
+    "BoxLabelPlacer", "InstanceArtists", "LabelMapArtists", "box_outlines", "draw_boxes", "draw_detections", "draw_image",
     "draw_instance_predictions", "draw_label_map", "instance_overlay", "LABEL_FONTSIZE", "place_box_labels",
     "draw_class_competition", "draw_mask_targets", "draw_paste_profiles", "draw_paste_steps",
     "PIPELINE_NOTEBOOKS", "PipelineArtists", "draw_pipeline",

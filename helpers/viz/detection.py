@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap, to_rgb
@@ -33,10 +34,91 @@ LABEL_FONTSIZE = 8.0
 """The size of box labels ("circle 0.94"), in points: the series' figure standard's smallest text."""
 
 
+class BoxLabelPlacer(Artist):
+    """An invisible artist of an axes that places the box labels of :func:`place_box_labels` again
+    each time the axes is drawn, on the axes as finally laid out (after ``tight_layout``, a
+    constrained layout, or panels drawn later have moved it), so the labels never reach past the
+    axes' edges nor cover one another in the picture stored. One per axes, drawn before anything
+    else in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_zorder(-1e9)
+        self.set_in_layout(False)
+        self.entries: list[tuple[np.ndarray, Text]] = []
+        """``(box (x1, y1, x2, y2) in data units, label)`` in placing order."""
+        self.left_out: set[int] = set()
+        """``id`` of the labels this placer hid for want of room (made visible again when room appears)."""
+
+    @staticmethod
+    def of(ax: Axes) -> "BoxLabelPlacer":
+        """The axes' placer, added on first use."""
+        for artist in ax.get_children():
+            if isinstance(artist, BoxLabelPlacer):
+                return artist
+        placer = BoxLabelPlacer()
+        ax.add_artist(placer)
+        return placer
+
+    def place(self, renderer: Any) -> None:
+        """Put every label where it lies within the axes and covers no label placed before it."""
+        ax = self.axes
+        if ax is None or not self.entries:
+            return
+        frame = ax.get_window_extent(renderer)
+        dpi = ax.figure.dpi
+        gap = 2 * dpi / 72   # two points between a box edge and its label
+        pad = dpi / 72       # the label's patch reaches 1 pt past its text
+        to_display = ax.transData.transform
+        to_data = ax.transData.inverted().transform
+
+        def free(extent: Bbox, placed: list[Bbox]) -> bool:
+            inside = (extent.x0 >= frame.x0 - 0.5 and extent.x1 <= frame.x1 + 0.5 and extent.y0 >= frame.y0 - 0.5
+                      and extent.y1 <= frame.y1 + 0.5)
+            return inside and not any(extent.overlaps(other) for other in placed)
+
+        placed: list[Bbox] = []
+        for box, label in self.entries:
+            if not label.get_visible() and id(label) not in self.left_out:
+                continue  # hidden by its owner: not ours to place
+            size = label.get_window_extent(renderer)
+            w, h = size.width + 2 * pad, size.height + 2 * pad   # the patch, in display units
+            (ax0, ay0), (ax1, ay1) = to_display([(box[0], box[1]), (box[2], box[3])])
+            left, right = min(ax0, ax1), max(ax0, ax1)
+            top, bottom = max(ay0, ay1), min(ay0, ay1)           # display y grows upwards
+            xs = tuple(min(max(x, frame.x0), frame.x1 - w) for x in (left, right - w))  # slid into the axes
+            step = h + gap
+            rows = [top + gap, top - gap - h, bottom - gap - h, bottom + gap]  # above, inside top, below, inside bottom
+            for k in range(1, int(frame.height // step) + 2):
+                rows += [top + gap + k * step, bottom - gap - h - k * step]
+                if top - gap - h - k * step > bottom + gap:
+                    rows.append(top - gap - h - k * step)
+            candidates = [(x, y) for y in rows for x in xs]
+            chosen = next(((x, y) for x, y in candidates if free(Bbox.from_bounds(x, y, w, h), placed)), None)
+            if chosen is None:  # anywhere in the axes, nearest to the box's top-left corner
+                grid = [(x, y) for y in np.arange(frame.y0, frame.y1 - h + 0.5, h / 2)
+                        for x in np.arange(frame.x0, frame.x1 - w + 0.5, max(w / 6, 1.0))]
+                grid.sort(key=lambda q: (q[0] - left) ** 2 + (q[1] + h - top) ** 2)
+                chosen = next(((x, y) for x, y in grid if free(Bbox.from_bounds(x, y, w, h), placed)), None)
+            x, y = chosen if chosen is not None else candidates[0]
+            label.set_position(tuple(to_data((x + pad, y + pad))))
+            if chosen is None:
+                label.set_visible(False)
+                self.left_out.add(id(label))
+            else:
+                label.set_visible(True)
+                self.left_out.discard(id(label))
+                placed.append(Bbox.from_bounds(x, y, w, h))
+
+    def draw(self, renderer: Any) -> None:
+        self.place(renderer)
+        self.stale = False
+
+
 def place_box_labels(ax: Axes, boxes: ArrayLike, texts: Sequence[str], colors: Sequence[str], *,
                      fontsize: float = LABEL_FONTSIZE, shift: float = -0.5) -> list[Text]:
     """Write each box's label on a patch of its colour, inside the axes, where it covers no label
-    written before it.
+    written before it (on this axes, by this call or an earlier one).
 
     The places tried, in order (each left-aligned on the box's left edge, else right-aligned on its
     right edge, slid sideways into the axes where the box reaches past them): just above the box's
@@ -47,12 +129,12 @@ def place_box_labels(ax: Axes, boxes: ArrayLike, texts: Sequence[str], colors: S
     invisible: the figure standard prefers a missing label to one on top of another). Place the
     highest-scored boxes first: they keep the best places.
 
-    The places are measured on the figure as laid out now: the figure's layout engine (``layout=
-    "constrained"``) is run first, so draw the other panels' titles before, and do not call
-    ``tight_layout`` after (it would resize the axes under the labels).
+    The labels are placed now, and placed again each time the figure is drawn
+    (:class:`BoxLabelPlacer`), on the axes as finally laid out: ``tight_layout``, a constrained
+    layout and panels drawn later cannot push them off the axes or onto each other.
 
     Args:
-        ax: the axes, already framed (limits and size as they will be shown).
+        ax: the axes, already framed (limits as they will be shown).
         boxes: ``Tensor[N, 4]`` ``(x1, y1, x2, y2)``, pixel-edge convention (see :func:`box_outlines`).
         texts, colors: ``N`` label texts and their background colours (the text is black or white,
             whichever reads better on it: :func:`helpers.viz.palettes.text_color_on`).
@@ -72,60 +154,14 @@ def place_box_labels(ax: Axes, boxes: ArrayLike, texts: Sequence[str], colors: S
     engine = figure.get_layout_engine()
     if engine is not None:
         engine.execute(figure)
-    renderer = figure.canvas.get_renderer()
-    frame = ax.get_window_extent(renderer)
-    gap = 2 * figure.dpi / 72   # two points between a box edge and its label
-    pad = figure.dpi / 72       # the label's patch reaches 1 pt past its text
-    to_display = ax.transData.transform
-    to_data = ax.transData.inverted().transform
-
-    def make(x: float, y: float, text: str, color: str) -> Text:
-        """The label with its text's lower-left corner at display point (x, y)."""
-        return ax.text(*to_data((x, y)), text, color=text_color_on(color), fontsize=fontsize, ha="left",
-                       va="bottom", clip_on=True, zorder=6,
-                       bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
-
-    def free(extent: Bbox, placed: list[Bbox]) -> bool:
-        inside = (extent.x0 >= frame.x0 - 0.5 and extent.x1 <= frame.x1 + 0.5 and extent.y0 >= frame.y0 - 0.5
-                  and extent.y1 <= frame.y1 + 0.5)
-        return inside and not any(extent.overlaps(other) for other in placed)
-
-    placed: list[Bbox] = []
+    placer = BoxLabelPlacer.of(ax)
     artists: list[Text] = []
     for box, text, color in zip(box_array, texts, colors):
-        probe = make(0.0, 0.0, text, color)
-        size = probe.get_window_extent(renderer)
-        probe.remove()
-        w, h = size.width + 2 * pad, size.height + 2 * pad   # the patch, in display units
-        (ax0, ay0), (ax1, ay1) = to_display([(box[0], box[1]), (box[2], box[3])])
-        left, right = min(ax0, ax1), max(ax0, ax1)
-        top, bottom = max(ay0, ay1), min(ay0, ay1)           # display y grows upwards
-
-        def slide(x: float) -> float:  # keep the patch's x range within the axes
-            return min(max(x, frame.x0), frame.x1 - w)
-
-        xs = (slide(left), slide(right - w))
-        step = h + gap
-        rows = [top + gap, top - gap - h, bottom - gap - h, bottom + gap]  # patch's lower edge: above, inside...
-        reach = int(frame.height // step) + 1
-        for k in range(1, reach + 1):
-            rows += [top + gap + k * step, bottom - gap - h - k * step]
-            if top - gap - h - k * step > bottom + gap:
-                rows.append(top - gap - h - k * step)
-        candidates = [(x, y) for y in rows for x in xs]
-        chosen = next(((x, y) for x, y in candidates if free(Bbox.from_bounds(x, y, w, h), placed)), None)
-        if chosen is None:  # anywhere in the axes, nearest to the box's top-left corner
-            grid = [(x, y) for y in np.arange(frame.y0, frame.y1 - h + 0.5, h / 2)
-                    for x in np.arange(frame.x0, frame.x1 - w + 0.5, max(w / 6, 1.0))]
-            grid.sort(key=lambda p: (p[0] - left) ** 2 + (p[1] + h - top) ** 2)
-            chosen = next(((x, y) for x, y in grid if free(Bbox.from_bounds(x, y, w, h), placed)), None)
-        x, y = chosen if chosen is not None else candidates[0]
-        label = make(x + pad, y + pad, text, color)
-        if chosen is None:
-            label.set_visible(False)
-        else:
-            placed.append(Bbox.from_bounds(x, y, w, h))
+        label = ax.text(box[0], box[1], text, color=text_color_on(color), fontsize=fontsize, ha="left", va="bottom",
+                        clip_on=True, zorder=6, bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
+        placer.entries.append((np.asarray(box, dtype=np.float64), label))
         artists.append(label)
+    placer.place(figure.canvas.get_renderer())
     return artists
 
 
