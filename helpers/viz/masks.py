@@ -40,7 +40,7 @@ def draw_mask_targets(image: ArrayLike, gt_mask: ArrayLike, boxes: ArrayLike, ta
                          f"got shape {tuple(target_array.shape)}")
     p = box_array.shape[0]
     if axes is None:
-        _, axes = plt.subplots(1, p + 1, figsize=(9.0, 18.0 / (p + 2) + 1.0),  # <= 1000 px wide at 110 dpi
+        _, axes = plt.subplots(1, p + 1, figsize=(8.8, 18.0 / (p + 2) + 1.0),  # <= 1000 px wide at 110 dpi
                                gridspec_kw={"width_ratios": [2.0] + [1] * p}, layout="constrained")
     axes = list(np.atleast_1d(axes))
     if len(axes) != p + 1:
@@ -132,7 +132,8 @@ def draw_paste_steps(mask: ArrayLike, padded: ArrayLike, box: ArrayLike, expande
         ``{"mask", "padded", "pasted", "overlay": AxesImage, "boxes": [Rectangle] * 3}``.
     """
     if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(8.5, 2.9), layout="constrained")  # <= 1000 px wide at 110 dpi
+        fig, axes = plt.subplots(1, 4, figsize=(8.5, 2.9), layout="constrained")  # <= 1000 px wide at 110 dpi
+        fig.get_layout_engine().set(wspace=0.08)  # room between the panels and their titles
     axes = list(np.atleast_1d(axes))
     if len(axes) != 4:
         raise ValueError(f"axes must hold 4 axes, got {len(axes)}")
