@@ -912,6 +912,13 @@ def test_every_palette_is_okabe_ito_and_colour_blind_safe() -> None:
     assert palettes.text_color_on(palettes.OKABE_ITO["blue"]) == "white"
     with pytest.raises(ValueError, match="background must be a matplotlib colour"):
         palettes.text_color_on("not-a-colour")
-    # plain plots take the same colours
-    assert [matplotlib.colors.to_hex(c).lower() for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]] == \
-        [c.lower() for c in palettes.OKABE_ITO_CYCLE]
+    # plain plots take the same colours, in a fresh interpreter that imports helpers.viz (as a notebook
+    # does; here, pytest-mpl's style="default" resets the rcParams of this process)
+    import subprocess
+    import sys
+
+    cycle = subprocess.run([sys.executable, "-c", "import helpers.viz, matplotlib.pyplot as plt; "
+                            "print(' '.join(plt.rcParams['axes.prop_cycle'].by_key()['color']))"],
+                           cwd=ROOT, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}).stdout.split()
+    assert [c.lower() for c in cycle] == [c.lower() for c in palettes.OKABE_ITO_CYCLE]
