@@ -922,3 +922,25 @@ def test_every_palette_is_okabe_ito_and_colour_blind_safe() -> None:
                            cwd=ROOT, capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}).stdout.split()
     assert [c.lower() for c in cycle] == [c.lower() for c in palettes.OKABE_ITO_CYCLE]
+
+
+def test_labels_are_placed_again_when_the_layout_changes() -> None:
+    """Labels placed on a large axes, then the figure is shrunk and laid out again (tight_layout): at
+    the next draw they are placed again, still inside and apart; a removed label no longer takes room."""
+    from helpers.viz import place_box_labels
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    for ax in axes:
+        ax.imshow(np.zeros((128, 128)), extent=(-0.5, 127.5, 127.5, -0.5))
+    boxes = torch.tensor([[10.0, 10, 60, 60], [14, 12, 64, 58], [90, 20, 128, 50], [20, 70, 70, 120]])
+    labels = place_box_labels(axes[0], boxes, ["circle 0.99", "square 0.98", "triangle 0.97", "circle 0.51"],
+                              ["#0072B2", "#E69F00", "#009E73", "#0072B2"])
+    first = [t.get_position() for t in labels]
+    fig.set_size_inches(4.5, 2.4)
+    fig.tight_layout()
+    assert_labels_readable(fig, labels)
+    assert [t.get_position() for t in labels] != first  # moved to fit the smaller axes
+    labels[0].remove()
+    fig.canvas.draw()
+    assert labels[1].get_visible()
+    plt.close(fig)

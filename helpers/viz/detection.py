@@ -63,6 +63,7 @@ class BoxLabelPlacer(Artist):
     def place(self, renderer: Any) -> None:
         """Put every label where it lies within the axes and covers no label placed before it."""
         ax = self.axes
+        self.entries = [(box, label) for box, label in self.entries if label.axes is ax]  # drop removed labels
         if ax is None or not self.entries:
             return
         frame = ax.get_window_extent(renderer)
