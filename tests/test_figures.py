@@ -681,3 +681,267 @@ def test_every_stored_figure_is_at_most_1000_px_wide() -> None:
                     checked += 1
     assert checked > 40
     assert not too_wide, "figures wider than 1000 px:\n" + "\n".join(too_wide)
+
+
+# ---------------------------------------------------------------------------------------------
+# the figure standard: labels a student can read, colours a colour-blind student can tell apart
+# ---------------------------------------------------------------------------------------------
+def assert_labels_readable(fig: Figure, labels: list) -> None:
+    """On ``fig`` as finally drawn (layout engine included): every visible label's patch lies inside
+    its axes, no two patches overlap, and the text is at least 8 pt."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    shown = [t for t in labels if t.get_visible()]
+    patches = []
+    for text in shown:
+        assert text.get_fontsize() >= 8, text.get_text()
+        patch = text.get_bbox_patch()
+        extent = patch.get_window_extent(renderer) if patch is not None else text.get_window_extent(renderer)
+        frame = text.axes.get_window_extent(renderer)
+        assert (frame.x0 - 1 <= extent.x0 and extent.x1 <= frame.x1 + 1 and frame.y0 - 1 <= extent.y0
+                and extent.y1 <= frame.y1 + 1), f"label {text.get_text()!r} reaches outside its axes"
+        patches.append((text, extent))
+    for i, (ta, a) in enumerate(patches):
+        for tb, b in patches[:i]:
+            if ta.axes is tb.axes:
+                assert not a.overlaps(b), f"labels {ta.get_text()!r} and {tb.get_text()!r} overlap"
+
+
+def crowded_predictions(target: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """The truth plus, per object, two boxes jittered around it with other classes (a detector's worst
+    case: several labels wanting the same corner), scored below the truth so it keeps its place."""
+    gen = torch.Generator().manual_seed(seed)
+    boxes, labels, scores = [target["boxes"]], [target["labels"]], [torch.full((len(target["boxes"]),), 0.99)]
+    for k in (1, 2):
+        jitter = (torch.rand(len(target["boxes"]), 4, generator=gen) - 0.5) * 12
+        boxes.append((target["boxes"] + jitter).clamp(0, 128))
+        labels.append((target["labels"] + k - 1) % 3 + 1)
+        scores.append(torch.rand(len(target["boxes"]), generator=gen) * 0.4 + 0.5)
+    return {"boxes": torch.cat(boxes), "labels": torch.cat(labels), "scores": torch.cat(scores)}
+
+
+@pytest.mark.parametrize("layout", ["six_09", "worst_09", "final_08"])
+def test_instance_labels_stay_inside_and_apart_in_the_notebooks_grids(layout: str) -> None:
+    """The grids of notebooks 08 (final overlay, a 2.2-inch panel) and 09 (six predictions, worst
+    images), laid out as there (constrained), with three labelled boxes per object: after the figure
+    is drawn, no label is cut by its axes' edge and none covers another."""
+    from helpers.shapes import CLASSES, ShapesDataset
+    from helpers.viz import draw_instance_predictions
+
+    val = ShapesDataset(200, seed=1_000_000)
+    shape, figsize, images = {"six_09": ((4, 3), (8, 10.4), list(range(6)) * 2),
+                              "worst_09": ((2, 4), (9, 5.6), [72, 150, 168, 13] * 2),
+                              "final_08": ((2, 4), (8.8, 4.8), [4])}[layout]
+    fig, axes = plt.subplots(*shape, figsize=figsize, layout="constrained")
+    labels = []
+    for ax, i in zip(axes.ravel(), images):
+        image, target = val[i]
+        art = draw_instance_predictions(image, crowded_predictions(target, i), CLASSES, ax, title=f"image {i}\nof {layout}")
+        assert len(art.labels) == 3 * len(target["boxes"])
+        labels += art.labels
+    # the placer finds room for nearly all of them (a label it leaves out is hidden, never overlapping)
+    assert sum(t.get_visible() for t in labels) >= 0.9 * len(labels)
+    assert_labels_readable(fig, labels)
+    plt.close(fig)
+
+
+def test_a_long_label_at_the_right_edge_slides_inside() -> None:
+    """A box touching the image's right edge: its label slides left instead of being cut off."""
+    from helpers.viz import draw_instance_predictions
+
+    prediction = {"boxes": torch.tensor([[110.0, 40, 128, 70], [112, 60, 128, 90]]), "labels": torch.tensor([3, 3]),
+                  "scores": torch.tensor([0.99, 0.98])}
+    fig, ax = plt.subplots(figsize=(2.6, 2.6), layout="constrained")
+    art = draw_instance_predictions(torch.zeros(3, 128, 128), prediction, ["bg", "circle", "square", "triangle"], ax,
+                                    title="right edge")
+    assert all(t.get_visible() for t in art.labels)
+    assert_labels_readable(fig, art.labels)
+    plt.close(fig)
+
+
+def test_box_refinement_labels_do_not_cover_each_other() -> None:
+    """Notebook 06's loosest proposals: pairs whose labels want the same place (two objects side by side)."""
+    from helpers.viz import draw_box_refinement
+
+    proposals = torch.tensor([[40.0, 60, 70, 100], [52, 58, 90, 110], [60, 5, 110, 50]])
+    refined = proposals + torch.tensor([[2.0, 2, -2, -2], [3, 1, -1, -3], [-2, -2, 2, 2]])
+    fig, axes = plt.subplots(1, 2, figsize=(8.8, 4.5))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94, wspace=0.04)
+    out = draw_box_refinement(torch.zeros(3, 128, 128), proposals, refined, refined, [3, 1, 2],
+                              ["bg", "circle", "square", "triangle"], axes[0],
+                              ious=(torch.tensor([0.52, 0.51, 0.54]), torch.tensor([0.7, 0.88, 0.81])), title="t")
+    assert [t.get_text() for t in out["texts"]] == ["triangle 0.52→0.70", "circle 0.51→0.88", "square 0.54→0.81"]
+    assert all(t.get_visible() for t in out["texts"])
+    assert_labels_readable(fig, out["texts"])
+    plt.close(fig)
+
+
+def test_mask_target_numbers_and_paste_titles_are_apart() -> None:
+    """Notebook 07: five nested proposals' numbers (each on a patch of its proposal's colour) and the
+    four paste-step titles, none on another."""
+    from helpers.viz import MASK_COLORS, draw_mask_targets, draw_paste_steps
+
+    boxes = torch.tensor([[18.0, 30, 50, 60], [22, 28, 54, 58], [12, 24, 60, 74], [20, 34, 46, 62], [60, 28, 88, 56]])
+    fig_targets = plt.figure()
+    plt.close(fig_targets)
+    out = draw_mask_targets(torch.zeros(3, 100, 100), torch.zeros(100, 100), boxes, torch.zeros(5, 28, 28))
+    assert [t.get_text() for t in out["numbers"]] == ["0", "1", "2", "3", "4"]
+    for k, text in enumerate(out["numbers"]):
+        assert matplotlib.colors.to_hex(text.get_bbox_patch().get_facecolor()) == MASK_COLORS[k].lower()
+    assert all(t.get_visible() for t in out["numbers"])
+    assert_labels_readable(out["numbers"][0].figure, out["numbers"])
+    plt.close(out["numbers"][0].figure)
+    mask = torch.rand(28, 28, generator=torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(mask, (1, 1, 1, 1))
+    steps = draw_paste_steps(mask, padded, (30.0, 30, 78, 78), (28.3, 28.3, 79.7, 79.7), (28, 28, 79, 79),
+                             torch.zeros(128, 128), torch.zeros(3, 128, 128))
+    fig = steps["mask"].axes.figure
+    fig.canvas.draw()
+    titles = [ax.title.get_window_extent(fig.canvas.get_renderer()) for ax in fig.axes]
+    gap = 4 * fig.dpi / 72  # at least 4 pt between neighbouring titles
+    for left, right in zip(titles, titles[1:]):
+        assert right.x0 - left.x1 >= gap, (left, right)
+    plt.close(fig)
+
+
+def test_the_loss_legend_of_09_sits_beside_the_curves() -> None:
+    """Notebook 09's loss curves: the legend is outside the axes, so it covers no curve."""
+    import json
+
+    from helpers.project import SHAPES_TRAIN_LOG
+    from helpers.train import LOSS_NAMES
+
+    nb = nbformat.read(next(NOTEBOOKS.glob("09_*.ipynb")), as_version=4)
+    cell = only([c for c in nb.cells if c.cell_type == "code" and "moving average" in c.source
+                 and "ax.legend(" in c.source], "loss-curve cell")
+    show = plt.show
+    plt.show = lambda *args, **kwargs: None
+    try:
+        ns = {"log": json.loads(Path(SHAPES_TRAIN_LOG).read_text()), "LOSS_NAMES": LOSS_NAMES, "np": np, "plt": plt}
+        exec(compile(cell.source, "09[loss curves]", "exec"), ns)  # noqa: S102
+    finally:
+        plt.show = show
+    fig, ax = ns["fig"], ns["ax"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(ax.get_window_extent(renderer)), "the legend sits on the axes"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loss", *LOSS_NAMES]
+    plt.close(fig)
+
+
+# colour vision deficiency, simulated (Machado, Oliveira and Fernandes 2009, severity 1.0; linear RGB)
+CVD = {
+    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                              [-0.011820, 0.042940, 0.968881]]),
+    "protanopia": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                            [-0.003882, -0.048116, 1.051998]]),
+}
+MIN_CVD_DISTANCE = 12.0
+"""The smallest CIELAB distance (CIE76) two colours drawn side by side may keep under a simulated
+deficiency: tab10's orange and green (the old square and triangle) fall to about 5 under protanopia;
+Okabe-Ito's closest pair (orange and yellow for a deuteranope) keeps about 17."""
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] (any shape [..., 3]) to CIELAB (D65)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def _simulate(hexes: list[str], matrix: np.ndarray) -> np.ndarray:
+    rgb = np.array([matplotlib.colors.to_rgb(c) for c in hexes])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    seen = np.clip(linear @ matrix.T, 0, 1)
+    return np.where(seen <= 0.0031308, 12.92 * seen, 1.055 * seen ** (1 / 2.4) - 0.055)
+
+
+def min_cvd_distance(colors: list[str]) -> tuple[float, str]:
+    """The closest pair of ``colors`` in CIELAB under every simulated deficiency (and normal vision)."""
+    worst = (math.inf, "")
+    for name, matrix in {"normal": np.eye(3), **CVD}.items():
+        lab = _lab(_simulate(colors, matrix))
+        for i in range(len(colors)):
+            for j in range(i):
+                d = float(np.linalg.norm(lab[i] - lab[j]))
+                if d < worst[0]:
+                    worst = (d, f"{colors[j]} / {colors[i]} ({name})")
+    return worst
+
+
+def test_the_cvd_check_can_fail() -> None:
+    """The check separates: tab10's orange and green (the series' old square and triangle) fail it,
+    and so does a colour against itself darkened by a hair."""
+    assert min_cvd_distance(["#ff7f0e", "#2ca02c"])[0] < MIN_CVD_DISTANCE
+    assert min_cvd_distance(["#0072B2", "#0070B0"])[0] < MIN_CVD_DISTANCE
+    assert min_cvd_distance(["#000000", "#ffffff"])[0] > 90
+
+
+def test_every_palette_is_okabe_ito_and_colour_blind_safe() -> None:
+    """Every categorical palette takes its colours from Okabe-Ito (or neutral greys), and colours drawn
+    side by side stay apart under simulated deuteranopia and protanopia."""
+    from helpers.viz import palettes
+
+    okabe = {c.lower() for c in palettes.OKABE_ITO.values()}
+    grey = lambda c: len({round(v, 3) for v in matplotlib.colors.to_rgb(c)}) == 1  # noqa: E731
+    groups = {
+        "classes": list(palettes.CLASS_COLORS[1:]),
+        "instances": list(palettes.INSTANCE_COLORS[1:]),
+        "levels": list(palettes.LEVEL_COLORS.values()),
+        "rpn": list(palettes.RPN_COLORS.values()),
+        "mask proposals": list(palettes.MASK_COLORS),
+        "mask errors": list(palettes.MASK_ERROR_COLORS.values()),
+        "comparisons": list(palettes.COMPARISON_COLORS),
+        "roi pictures": sorted({c.lower() for k, c in palettes.COLORS.items() if k != "grid"}),  # grid: pixel borders
+        "default cycle": list(palettes.OKABE_ITO_CYCLE),
+        "opposite areas": list(__import__("helpers.viz", fromlist=["x"]).OPPOSITE_AREA_COLORS.values()),
+    }
+    for name, colors in groups.items():
+        assert all(c.lower() in okabe or grey(c) for c in colors), (name, colors)
+        assert len({c.lower() for c in colors}) == len(colors), f"{name}: a colour used twice"
+        distance, pair = min_cvd_distance(colors)
+        assert distance >= MIN_CVD_DISTANCE, f"{name}: {pair} only {distance:.1f} apart"
+    # the mask errors also stand apart from every class colour they are drawn beside
+    distance, pair = min_cvd_distance([palettes.MASK_ERROR_COLORS["missed"], palettes.MASK_ERROR_COLORS["extra"],
+                                       palettes.MASK_ERROR_COLORS["hit"]])
+    assert distance >= MIN_CVD_DISTANCE, pair
+    # labels are written in black or white, whichever contrasts more with their patch
+    assert palettes.text_color_on(palettes.OKABE_ITO["yellow"]) == "black"
+    assert palettes.text_color_on(palettes.OKABE_ITO["blue"]) == "white"
+    with pytest.raises(ValueError, match="background must be a matplotlib colour"):
+        palettes.text_color_on("not-a-colour")
+    # plain plots take the same colours, in a fresh interpreter that imports helpers.viz (as a notebook
+    # does; here, pytest-mpl's style="default" resets the rcParams of this process)
+    import subprocess
+    import sys
+
+    cycle = subprocess.run([sys.executable, "-c", "import helpers.viz, matplotlib.pyplot as plt; "
+                            "print(' '.join(plt.rcParams['axes.prop_cycle'].by_key()['color']))"],
+                           cwd=ROOT, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}).stdout.split()
+    assert [c.lower() for c in cycle] == [c.lower() for c in palettes.OKABE_ITO_CYCLE]
+
+
+def test_labels_are_placed_again_when_the_layout_changes() -> None:
+    """Labels placed on a large axes, then the figure is shrunk and laid out again (tight_layout): at
+    the next draw they are placed again, still inside and apart; a removed label no longer takes room."""
+    from helpers.viz import place_box_labels
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    for ax in axes:
+        ax.imshow(np.zeros((128, 128)), extent=(-0.5, 127.5, 127.5, -0.5))
+    boxes = torch.tensor([[10.0, 10, 60, 60], [14, 12, 64, 58], [90, 20, 128, 50], [20, 70, 70, 120]])
+    labels = place_box_labels(axes[0], boxes, ["circle 0.99", "square 0.98", "triangle 0.97", "circle 0.51"],
+                              ["#0072B2", "#E69F00", "#009E73", "#0072B2"])
+    first = [t.get_position() for t in labels]
+    fig.set_size_inches(4.5, 2.4)
+    fig.tight_layout()
+    assert_labels_readable(fig, labels)
+    assert [t.get_position() for t in labels] != first  # moved to fit the smaller axes
+    labels[0].remove()
+    fig.canvas.draw()
+    assert labels[1].get_visible()
+    plt.close(fig)

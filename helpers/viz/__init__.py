@@ -47,7 +47,7 @@ from helpers.viz.bilinear import (LABEL_DY, GridArtists, NeighbourArtists, draw_
 from helpers.viz.bilinear import OPPOSITE_AREA_COLORS, OppositeAreaArtists, draw_opposite_areas
 from helpers.viz.core import (FIGURE_DPI, ArrayLike, as_box, as_map, as_numpy, axes_or_new, box_rectangle, image_extent, log,
                               move_rectangle, set_pixel_limits, show_image)
-from helpers.viz.detection import (InstanceArtists, LabelMapArtists, box_outlines, draw_boxes, draw_detections,
+from helpers.viz.detection import (BoxLabelPlacer, InstanceArtists, LabelMapArtists, box_outlines, draw_boxes, draw_detections,
                                    draw_image, draw_instance_predictions, draw_label_map, instance_overlay,
                                    LABEL_FONTSIZE, place_box_labels)
 from helpers.viz.fpn import LevelCurveArtists, cell_border_segments, draw_level_curve, level_boundaries
@@ -55,7 +55,8 @@ from helpers.viz.trained import (EXTRA, HIT, MISS, draw_box_refinement, draw_cla
                                  draw_mask_pairs, draw_proposal_panels, draw_recall_curves, mask_errors)
 from helpers.viz.masks import draw_class_competition, draw_mask_targets, draw_paste_profiles, draw_paste_steps
 from helpers.viz.palettes import (CLASS_COLORS, COLORS, COMPARISON_COLORS, INSTANCE_COLORS, LEVEL_COLORS, MASK_COLORS,
-                                  MASK_ERROR_COLORS, PIPELINE_COLORS, RPN_COLORS, class_color)
+                                  MASK_ERROR_COLORS, OKABE_ITO, OKABE_ITO_CYCLE, PIPELINE_COLORS, RPN_COLORS,
+                                  class_color, text_color_on)
 from helpers.viz.model_shapes import ModelShapes, ModelShapesArtists, ShapeStep, draw_model_shapes, measure_model_shapes
 from helpers.viz.pipeline import PIPELINE_NOTEBOOKS, PipelineArtists, draw_pipeline
 from helpers.viz.roi import (OutputArtists, RoIArtists, cell_rectangles, draw_iou_plot, draw_mask_outlines,
@@ -68,7 +69,8 @@ __all__ = [
     "move_rectangle", "set_pixel_limits", "show_image",
     # palettes
     "CLASS_COLORS", "COLORS", "COMPARISON_COLORS", "INSTANCE_COLORS", "LEVEL_COLORS", "MASK_COLORS",
-    "MASK_ERROR_COLORS", "PIPELINE_COLORS", "RPN_COLORS", "class_color",
+    "MASK_ERROR_COLORS", "OKABE_ITO", "OKABE_ITO_CYCLE", "PIPELINE_COLORS", "RPN_COLORS", "class_color",
+    "text_color_on",
     # notebooks 01-03
     "LABEL_DY", "GridArtists", "NeighbourArtists", "draw_feature_grid", "draw_neighbours", "lightened_clim",
     "pixel_centres", "OPPOSITE_AREA_COLORS", "OppositeAreaArtists", "draw_opposite_areas", "OutputArtists", "RoIArtists", "cell_rectangles", "draw_iou_plot", "draw_mask_outlines",
@@ -77,7 +79,7 @@ __all__ = [
     # notebook 04
     "LevelCurveArtists", "cell_border_segments", "draw_level_curve", "level_boundaries",
     # notebooks 00, 05-11
-    "InstanceArtists", "LabelMapArtists", "box_outlines", "draw_boxes", "draw_detections", "draw_image",
+    "BoxLabelPlacer", "InstanceArtists", "LabelMapArtists", "box_outlines", "draw_boxes", "draw_detections", "draw_image",
     "draw_instance_predictions", "draw_label_map", "instance_overlay", "LABEL_FONTSIZE", "place_box_labels",
     "draw_class_competition", "draw_mask_targets", "draw_paste_profiles", "draw_paste_steps",
     "PIPELINE_NOTEBOOKS", "PipelineArtists", "draw_pipeline",

@@ -19,7 +19,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
 from helpers.viz.core import ArrayLike, as_map, as_numpy, axes_or_new, image_extent, set_pixel_limits
-from helpers.viz.palettes import COLORS
+from helpers.viz.palettes import COLORS, OKABE_ITO
 
 LABEL_DY = 0.25
 """Value labels sit this far below their pixel centre, so the centre dot stays visible."""
@@ -36,6 +36,8 @@ class GridArtists:
     centres: PathCollection | None = None
     fmt: str = "{:g}"
     lighten: float = 0.6
+    value_dy: float = LABEL_DY
+    value_va: str = "center"
 
     def set_feature(self, feature: ArrayLike) -> None:
         """Show a new map (its size may differ), reusing the value labels already made."""
@@ -49,12 +51,12 @@ class GridArtists:
             self.centres.set_offsets(pixel_centres(h, w))
         if self.texts:  # the map was drawn with its values: keep them in step
             while len(self.texts) < h * w:
-                self.texts.append(self.ax.text(0, 0, "", ha="center", va="center", fontsize=9,
+                self.texts.append(self.ax.text(0, 0, "", ha="center", va=self.value_va, fontsize=9,
                                                color=COLORS["text"], clip_on=True))
             for k, text in enumerate(self.texts):
                 if k < h * w:
                     y, x = divmod(k, w)
-                    text.set_position((x, y + LABEL_DY))
+                    text.set_position((x, y + self.value_dy))
                     text.set_text(self.fmt.format(array[y, x]))
                     text.set_visible(True)
                 else:
@@ -99,7 +101,8 @@ def pixel_centres(h: int, w: int) -> np.ndarray:
 
 def draw_feature_grid(feature: ArrayLike, ax: Axes | None = None, *, values: bool = True,
                       centres: bool = True, cmap: str = "Greys", fmt: str = "{:g}",
-                      fontsize: float = 9, lighten: float = 0.6, title: str | None = None) -> GridArtists:
+                      fontsize: float = 9, lighten: float = 0.6, title: str | None = None,
+                      value_dy: float = LABEL_DY, value_va: str = "center") -> GridArtists:
     """Draw a feature map as a grid of pixels, centres at integer ``(x, y)``, ``y`` pointing down.
 
     Args:
@@ -109,12 +112,19 @@ def draw_feature_grid(feature: ArrayLike, ax: Axes | None = None, *, values: boo
         centres: mark the pixel centres (the points bilinear interpolation reads) with dots.
         cmap: colour map; the colour limits are stretched by ``lighten`` so the darkest pixel is
             mid-grey and labels stay readable.
+        value_dy, value_va: each value is written at ``(x, y + value_dy)`` with this vertical
+            alignment: by default centred a quarter pixel below the centre; in small cells
+            (``value_dy=-0.2, value_va="baseline"``) standing on a line just above the centre dot,
+            so the digit and the dots below it do not touch.
         title: axes title.
 
     Returns:
         :class:`GridArtists` holding the image (``extent = image_extent(H, W)``), the
         value labels (row-major) and the centre dots.
     """
+    if value_va not in ("center", "top", "bottom", "baseline", "center_baseline"):
+        raise ValueError(f"value_va must be one of 'center', 'top', 'bottom', 'baseline', 'center_baseline', "
+                         f"got {value_va!r}")
     array = as_map(feature)
     h, w = array.shape
     ax = axes_or_new(ax)
@@ -128,7 +138,7 @@ def draw_feature_grid(feature: ArrayLike, ax: Axes | None = None, *, values: boo
     if values:
         for y in range(h):
             for x in range(w):
-                texts.append(ax.text(x, y + LABEL_DY, fmt.format(array[y, x]), ha="center", va="center",
+                texts.append(ax.text(x, y + value_dy, fmt.format(array[y, x]), ha="center", va=value_va,
                                      fontsize=fontsize, color=COLORS["text"], clip_on=True))
     _grid_ticks(ax, h, w)
     ax.set_xlabel("x")
@@ -136,7 +146,8 @@ def draw_feature_grid(feature: ArrayLike, ax: Axes | None = None, *, values: boo
     ax.set_aspect("equal")
     if title:
         ax.set_title(title)
-    return GridArtists(ax=ax, image=image, texts=texts, centres=dots, fmt=fmt, lighten=lighten)
+    return GridArtists(ax=ax, image=image, texts=texts, centres=dots, fmt=fmt, lighten=lighten, value_dy=value_dy,
+                       value_va=value_va)
 
 
 # -- bilinear interpolation ---------------------------------------------------------------------
@@ -198,7 +209,8 @@ def draw_neighbours(x: float, y: float, neighbours: ArrayLike, weights: ArrayLik
 
 
 
-OPPOSITE_AREA_COLORS: dict[str, str] = {"A": "#E69F00", "B": "#56B4E9", "C": "#009E73", "D": "#CC79A7"}
+OPPOSITE_AREA_COLORS: dict[str, str] = {"A": OKABE_ITO["orange"], "B": OKABE_ITO["sky blue"],
+                                         "C": OKABE_ITO["bluish green"], "D": OKABE_ITO["reddish purple"]}
 """Okabe-Ito colours of the four neighbours in :func:`draw_opposite_areas` (orange, sky blue, bluish
 green, reddish purple): a neighbour's corner and the rectangle that is its weight share a colour."""
 

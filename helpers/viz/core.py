@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.image import AxesImage
+from cycler import cycler
 from matplotlib.patches import Rectangle
+
+from helpers.viz.palettes import OKABE_ITO_CYCLE
 
 FIGURE_DPI = 110
 """The resolution of every figure the notebooks store (the series' figure standard: 110 dpi or more).
@@ -26,6 +29,9 @@ figure at its ``figure.dpi``. (Slider panels render at their own ``dpi``; their 
 :meth:`helpers.widgets.panel.Panel.snapshot`, at 120.)"""
 if plt.rcParams["figure.dpi"] < FIGURE_DPI:
     plt.rcParams["figure.dpi"] = FIGURE_DPI
+plt.rcParams["axes.prop_cycle"] = cycler(color=list(OKABE_ITO_CYCLE))
+"""Plain plots (``ax.plot`` without a colour) take their colours in the order of
+:data:`helpers.viz.palettes.OKABE_ITO_CYCLE`, the series' colour-blind-safe palette, not tab10's."""
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 """What the drawing helpers accept as numbers: a Tensor, an ndarray or a (nested) sequence."""

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap, to_rgb
@@ -26,33 +27,123 @@ from matplotlib.transforms import Bbox
 from matplotlib.text import Text
 
 from helpers.viz.core import ArrayLike, as_map, as_numpy, as_rgb, axes_or_new, image_extent, set_pixel_limits
-from helpers.viz.palettes import CLASS_COLORS, RPN_COLORS, class_color
+from helpers.viz.palettes import CLASS_COLORS, RPN_COLORS, class_color, text_color_on
 
 
 LABEL_FONTSIZE = 8.0
 """The size of box labels ("circle 0.94"), in points: the series' figure standard's smallest text."""
 
 
+class BoxLabelPlacer(Artist):
+    """An invisible artist of an axes that places the box labels of :func:`place_box_labels` again
+    each time the axes is drawn, on the axes as finally laid out (after ``tight_layout``, a
+    constrained layout, or panels drawn later have moved it), so the labels never reach past the
+    axes' edges nor cover one another in the picture stored. One per axes, drawn before anything
+    else in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_zorder(-1e9)
+        self.set_in_layout(False)
+        self.entries: list[tuple[np.ndarray, Text]] = []
+        """``(box (x1, y1, x2, y2) in data units, label)`` in placing order."""
+        self.left_out: set[int] = set()
+        """``id`` of the labels this placer hid for want of room (made visible again when room appears)."""
+
+    @staticmethod
+    def of(ax: Axes) -> "BoxLabelPlacer":
+        """The axes' placer, added on first use."""
+        for artist in ax.get_children():
+            if isinstance(artist, BoxLabelPlacer):
+                return artist
+        placer = BoxLabelPlacer()
+        ax.add_artist(placer)
+        return placer
+
+    def place(self, renderer: Any) -> None:
+        """Put every label where it lies within the axes and covers no label placed before it."""
+        ax = self.axes
+        self.entries = [(box, label) for box, label in self.entries if label.axes is ax]  # drop removed labels
+        if ax is None or not self.entries:
+            return
+        frame = ax.get_window_extent(renderer)
+        dpi = ax.figure.dpi
+        gap = 2 * dpi / 72   # two points between a box edge and its label
+        pad = dpi / 72       # the label's patch reaches 1 pt past its text
+        to_display = ax.transData.transform
+        to_data = ax.transData.inverted().transform
+
+        def free(extent: Bbox, placed: list[Bbox]) -> bool:
+            inside = (extent.x0 >= frame.x0 - 0.5 and extent.x1 <= frame.x1 + 0.5 and extent.y0 >= frame.y0 - 0.5
+                      and extent.y1 <= frame.y1 + 0.5)
+            return inside and not any(extent.overlaps(other) for other in placed)
+
+        placed: list[Bbox] = []
+        for box, label in self.entries:
+            if not label.get_visible() and id(label) not in self.left_out:
+                continue  # hidden by its owner: not ours to place
+            size = label.get_window_extent(renderer)
+            w, h = size.width + 2 * pad, size.height + 2 * pad   # the patch, in display units
+            (ax0, ay0), (ax1, ay1) = to_display([(box[0], box[1]), (box[2], box[3])])
+            left, right = min(ax0, ax1), max(ax0, ax1)
+            top, bottom = max(ay0, ay1), min(ay0, ay1)           # display y grows upwards
+            xs = tuple(min(max(x, frame.x0), frame.x1 - w) for x in (left, right - w))  # slid into the axes
+            step = h + gap
+            rows = [top + gap, top - gap - h, bottom - gap - h, bottom + gap]  # above, inside top, below, inside bottom
+            for k in range(1, int(frame.height // step) + 2):
+                rows += [top + gap + k * step, bottom - gap - h - k * step]
+                if top - gap - h - k * step > bottom + gap:
+                    rows.append(top - gap - h - k * step)
+            candidates = [(x, y) for y in rows for x in xs]
+            chosen = next(((x, y) for x, y in candidates if free(Bbox.from_bounds(x, y, w, h), placed)), None)
+            if chosen is None:  # anywhere in the axes, nearest to the box's top-left corner
+                grid = [(x, y) for y in np.arange(frame.y0, frame.y1 - h + 0.5, h / 2)
+                        for x in np.arange(frame.x0, frame.x1 - w + 0.5, max(w / 6, 1.0))]
+                grid.sort(key=lambda q: (q[0] - left) ** 2 + (q[1] + h - top) ** 2)
+                chosen = next(((x, y) for x, y in grid if free(Bbox.from_bounds(x, y, w, h), placed)), None)
+            x, y = chosen if chosen is not None else candidates[0]
+            label.set_position(tuple(to_data((x + pad, y + pad))))
+            if chosen is None:
+                label.set_visible(False)
+                self.left_out.add(id(label))
+            else:
+                label.set_visible(True)
+                self.left_out.discard(id(label))
+                placed.append(Bbox.from_bounds(x, y, w, h))
+
+    def draw(self, renderer: Any) -> None:
+        self.place(renderer)
+        self.stale = False
+
+
 def place_box_labels(ax: Axes, boxes: ArrayLike, texts: Sequence[str], colors: Sequence[str], *,
                      fontsize: float = LABEL_FONTSIZE, shift: float = -0.5) -> list[Text]:
-    """Write each box's label on a patch of its colour, where it covers no label written before it.
+    """Write each box's label on a patch of its colour, inside the axes, where it covers no label
+    written before it (on this axes, by this call or an earlier one).
 
-    The places tried, in order: just above the box's top-left corner, just inside its top edge,
-    just below its bottom edge, just inside its bottom edge (each left-aligned on the box's left edge,
-    else right-aligned on its right edge); the first whose text (in display coordinates, as drawn now)
-    lies within the axes and overlaps no label already placed wins. If none does, the first place
-    within the axes; failing that, the first place. Place the highest-scored boxes first: they keep
-    the best place.
+    The places tried, in order (each left-aligned on the box's left edge, else right-aligned on its
+    right edge, slid sideways into the axes where the box reaches past them): just above the box's
+    top edge, just inside it, just below the bottom edge, just inside it; then one, two, ... label
+    heights further up, further down, and further inside the box; failing all of these, the free
+    place of the axes nearest to the box. The first place whose patch lies within the axes and
+    overlaps no patch already placed wins; a label with no free place at all is left out (made
+    invisible: the figure standard prefers a missing label to one on top of another). Place the
+    highest-scored boxes first: they keep the best places.
+
+    The labels are placed now, and placed again each time the figure is drawn
+    (:class:`BoxLabelPlacer`), on the axes as finally laid out: ``tight_layout``, a constrained
+    layout and panels drawn later cannot push them off the axes or onto each other.
 
     Args:
-        ax: the axes, already framed (limits and size as they will be shown).
+        ax: the axes, already framed (limits as they will be shown).
         boxes: ``Tensor[N, 4]`` ``(x1, y1, x2, y2)``, pixel-edge convention (see :func:`box_outlines`).
-        texts, colors: ``N`` label texts and their background colours.
+        texts, colors: ``N`` label texts and their background colours (the text is black or white,
+            whichever reads better on it: :func:`helpers.viz.palettes.text_color_on`).
         fontsize: in points (at least 8: the figure standard).
         shift: added to the box coordinates, as :func:`box_outlines`.
 
     Returns:
-        The ``N`` texts, in order.
+        The ``N`` texts, in order (``get_visible()`` is ``False`` for a label left out).
     """
     box_array = as_numpy(boxes, "boxes").reshape(-1, 4) + shift
     if not len(texts) == len(colors) == len(box_array):
@@ -60,46 +151,18 @@ def place_box_labels(ax: Axes, boxes: ArrayLike, texts: Sequence[str], colors: S
                          f"{len(box_array)} boxes")
     if fontsize < 8:
         raise ValueError(f"fontsize must be at least 8 (the series' figure standard), got {fontsize}")
-    renderer = ax.figure.canvas.get_renderer()
-    frame = ax.get_window_extent(renderer)
-    # two points of the axes' y in data units, so the gaps scale with the picture, not with the data
-    (_, y0), (_, y1) = ax.transData.inverted().transform([(0, 0), (0, ax.figure.dpi / 72)])
-    gap = 2 * abs(y1 - y0)
-    y_down = ax.yaxis_inverted()
-    pad = ax.figure.dpi / 72  # the label's patch reaches 1 pt past its text
-
-    def patch_extent(label: Text) -> Bbox:
-        e = label.get_window_extent(renderer)
-        return Bbox.from_extents(e.x0 - pad, e.y0 - pad, e.x1 + pad, e.y1 + pad)
-
-    placed: list[Bbox] = []
+    figure = ax.figure
+    engine = figure.get_layout_engine()
+    if engine is not None:
+        engine.execute(figure)
+    placer = BoxLabelPlacer.of(ax)
     artists: list[Text] = []
-    for (left, top, right, bottom), text, color in zip(box_array, texts, colors):
-        if not y_down:
-            top, bottom = bottom, top
-        above, below = ("bottom", "top") if y_down else ("top", "bottom")
-        step = gap if y_down else -gap
-        places = [(x, y, ha, va) for y, va in ((top - step, above), (top + step, below), (bottom + step, below),
-                                               (bottom - step, above))
-                  for x, ha in ((left, "left"), (right, "right"))]
-        chosen = inside_only = None
-        for x, y, ha, va in places:
-            label = ax.text(x, y, text, color="white", fontsize=fontsize, ha=ha, va=va, clip_on=True,
-                            bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
-            extent = patch_extent(label)
-            label.remove()
-            inside = (extent.x0 >= frame.x0 - 1 and extent.x1 <= frame.x1 + 1 and extent.y0 >= frame.y0 - 1
-                      and extent.y1 <= frame.y1 + 1)
-            if inside and not any(extent.overlaps(other) for other in placed):
-                chosen = (x, y, ha, va)
-                break
-            if inside and inside_only is None:
-                inside_only = (x, y, ha, va)
-        x, y, ha, va = chosen or inside_only or places[0]
-        label = ax.text(x, y, text, color="white", fontsize=fontsize, ha=ha, va=va, clip_on=True,
-                        bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
-        placed.append(patch_extent(label))
+    for box, text, color in zip(box_array, texts, colors):
+        label = ax.text(box[0], box[1], text, color=text_color_on(color), fontsize=fontsize, ha="left", va="bottom",
+                        clip_on=True, zorder=6, bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
+        placer.entries.append((np.asarray(box, dtype=np.float64), label))
         artists.append(label)
+    placer.place(figure.canvas.get_renderer())
     return artists
 
 
@@ -215,11 +278,11 @@ def draw_detections(image: ArrayLike, boxes: ArrayLike, labels: Sequence[int] | 
         texts.append(text)
         box_colors.append(color)
         rects.append(rect)
+    if title:  # before the labels: they are placed on the axes as laid out with it
+        ax.set_title(title)
     place_box_labels(ax, box_array, texts, box_colors)
     if not rects:
         ax.text(0.5, 0.5, "no instances", ha="center", va="center", transform=ax.transAxes)
-    if title:
-        ax.set_title(title)
     return rects
 
 
@@ -390,14 +453,14 @@ def draw_instance_predictions(image: ArrayLike, prediction: Mapping[str, Any], n
         rect = Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.8)
         ax.add_patch(rect)
         rects.append(rect)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:  # before the labels: they are placed on the axes as laid out with it
+        ax.set_title(title, fontsize=9)
     texts = place_box_labels(ax, boxes, [f"{names[label] if 0 <= label < len(names) else label} {scores[i]:.2f}"
                                          for label, i in zip(labels, keep)], instance_colors)
     if not rects:
         ax.text(0.5, 0.5, f"no detections above {score_thresh:g}", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
     return InstanceArtists(image=shown, overlay=overlay, rectangles=rects, labels=texts, overlay_rgba=rgba)
 
 

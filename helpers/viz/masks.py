@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from helpers.viz.core import ArrayLike, as_box, as_map, as_numpy, axes_or_new, box_rectangle, image_extent, show_image
+from helpers.viz.detection import place_box_labels
 from helpers.viz.palettes import COLORS, COMPARISON_COLORS, MASK_COLORS
 
 
@@ -28,7 +29,9 @@ def draw_mask_targets(image: ArrayLike, gt_mask: ArrayLike, boxes: ArrayLike, ta
         axes: ``P + 1`` axes (image first); ``None`` makes a figure with one row.
 
     Returns:
-        ``{"boxes": [Rectangle] * P, "targets": [AxesImage] * P, "outline": QuadContourSet}``.
+        ``{"boxes": [Rectangle] * P, "targets": [AxesImage] * P, "outline": QuadContourSet,
+        "numbers": [Text] * P}`` (the proposals' numbers, placed by
+        :func:`helpers.viz.detection.place_box_labels`).
     """
     box_array = as_numpy(boxes, "boxes").reshape(-1, 4)
     target_array = as_numpy(targets, "targets")
@@ -37,8 +40,8 @@ def draw_mask_targets(image: ArrayLike, gt_mask: ArrayLike, boxes: ArrayLike, ta
                          f"got shape {tuple(target_array.shape)}")
     p = box_array.shape[0]
     if axes is None:
-        _, axes = plt.subplots(1, p + 1, figsize=(9.0, 18.0 / (p + 2) + 1.0),  # <= 1000 px wide at 110 dpi
-                               gridspec_kw={"width_ratios": [2.0] + [1] * p})
+        _, axes = plt.subplots(1, p + 1, figsize=(8.8, 18.0 / (p + 2) + 1.0),  # <= 1000 px wide at 110 dpi
+                               gridspec_kw={"width_ratios": [2.0] + [1] * p}, layout="constrained")
     axes = list(np.atleast_1d(axes))
     if len(axes) != p + 1:
         raise ValueError(f"axes must hold {p + 1} axes (the image, then one per proposal), got {len(axes)}")
@@ -50,8 +53,6 @@ def draw_mask_targets(image: ArrayLike, gt_mask: ArrayLike, boxes: ArrayLike, ta
     for k in range(p):
         color = MASK_COLORS[k % len(MASK_COLORS)]
         rects.append(box_rectangle(axes[0], box_array[k], color))
-        axes[0].text(box_array[k, 0], box_array[k, 1] - 1, str(k), color=color, fontsize=8, va="bottom",
-                     fontweight="bold")
         m = target_array.shape[-1]
         ax = axes[k + 1]
         shown.append(ax.imshow(target_array[k], cmap="Greys_r", vmin=0, vmax=1, interpolation="nearest",
@@ -60,13 +61,16 @@ def draw_mask_targets(image: ArrayLike, gt_mask: ArrayLike, boxes: ArrayLike, ta
             spine.set_edgecolor(color)
             spine.set_linewidth(2.5)
         soft = int(((target_array[k] > 0) & (target_array[k] < 1)).sum())
-        ax.set_title(f"target {k}: {m}x{m}\n{soft} soft cells", fontsize=8, color=color)
+        ax.set_title(f"target {k}: {m}x{m}\n{soft} soft cells", fontsize=8)  # framed in the box's colour
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0].set_xticks([])
     axes[0].set_yticks([])
     axes[0].set_title(title or "proposals and the true mask (black)", fontsize=9)
-    return {"boxes": rects, "targets": shown, "outline": outline}
+    # each proposal's number on a patch of its colour, where it covers no other number
+    numbers = place_box_labels(axes[0], box_array, [str(k) for k in range(p)],
+                               [MASK_COLORS[k % len(MASK_COLORS)] for k in range(p)], shift=0.0)
+    return {"boxes": rects, "targets": shown, "outline": outline, "numbers": numbers}
 
 
 def draw_class_competition(truths: Mapping[str, ArrayLike], probabilities: Mapping[str, Mapping[str, ArrayLike]],
@@ -128,7 +132,8 @@ def draw_paste_steps(mask: ArrayLike, padded: ArrayLike, box: ArrayLike, expande
         ``{"mask", "padded", "pasted", "overlay": AxesImage, "boxes": [Rectangle] * 3}``.
     """
     if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(8.5, 2.6))  # <= 1000 px wide at 110 dpi, titles included
+        fig, axes = plt.subplots(1, 4, figsize=(8.5, 2.9), layout="constrained")  # <= 1000 px wide at 110 dpi
+        fig.get_layout_engine().set(wspace=0.08)  # room between the panels and their titles
     axes = list(np.atleast_1d(axes))
     if len(axes) != 4:
         raise ValueError(f"axes must hold 4 axes, got {len(axes)}")
@@ -138,12 +143,12 @@ def draw_paste_steps(mask: ArrayLike, padded: ArrayLike, box: ArrayLike, expande
     out: dict[str, Any] = {}
     out["mask"] = axes[0].imshow(m_arr, cmap="viridis", vmin=0, vmax=1, interpolation="nearest",
                                  extent=image_extent(m, m))
-    axes[0].set_title(f"1. the {m}x{m} mask (sigmoid)", fontsize=9)
+    axes[0].set_title(f"1. the {m}x{m} mask\n(sigmoid)", fontsize=9)
     out["padded"] = axes[1].imshow(p_arr, cmap="viridis", vmin=0, vmax=1, interpolation="nearest",
                                    extent=image_extent(s, s))
     axes[1].add_patch(Rectangle((pad - 0.5, pad - 0.5), m, m, fill=False, edgecolor="white", linestyle="--",
                                 linewidth=1.2))
-    axes[1].set_title(f"2. padded by {pad}: {s}x{s}", fontsize=9)
+    axes[1].set_title(f"2. padded by {pad}:\n{s}x{s}", fontsize=9)
     h, w = pasted_arr.shape
     out["pasted"] = axes[2].imshow(pasted_arr, cmap="viridis", vmin=0, vmax=1, interpolation="nearest",
                                    extent=image_extent(h, w))
@@ -155,7 +160,7 @@ def draw_paste_steps(mask: ArrayLike, padded: ArrayLike, box: ArrayLike, expande
     axes[2].set_xlim(ix1 - margin - 0.5, ix2 + margin + 0.5)
     axes[2].set_ylim(iy2 + margin + 0.5, iy1 - margin - 0.5)
     axes[2].legend(loc="lower center", fontsize=8, bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False)
-    axes[2].set_title(f"3. resized to {int(ix2 - ix1 + 1)}x{int(iy2 - iy1 + 1)} px, pasted", fontsize=9)
+    axes[2].set_title(f"3. resized to {int(ix2 - ix1 + 1)}x{int(iy2 - iy1 + 1)} px,\npasted", fontsize=9)
     out["overlay"] = show_image(axes[3], image)
     tint = np.zeros((h, w, 4))
     tint[..., 0], tint[..., 3] = 1.0, 0.45 * (pasted_arr > threshold)
@@ -163,7 +168,7 @@ def draw_paste_steps(mask: ArrayLike, padded: ArrayLike, box: ArrayLike, expande
     if gt_mask is not None:
         gt = as_map(gt_mask)
         axes[3].contour(np.arange(w), np.arange(h), gt, levels=[0.5], colors=[COLORS["truth"]], linewidths=1.0)
-    axes[3].set_title(f"4. > {threshold:g} over the image (truth: black)", fontsize=9)
+    axes[3].set_title(f"4. > {threshold:g} over the image\n(truth: black)", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -25,7 +25,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from helpers.viz.core import ArrayLike, as_numpy, as_rgb, axes_or_new, image_extent, set_pixel_limits
-from helpers.viz.detection import draw_boxes, draw_image
+from helpers.viz.detection import draw_boxes, draw_image, place_box_labels
 from helpers.viz.palettes import CLASS_COLORS, COLORS, MASK_ERROR_COLORS, RPN_COLORS, class_color
 
 __all__ = ["draw_proposal_panels", "draw_recall_curves", "draw_box_refinement", "draw_class_scores",
@@ -174,9 +174,12 @@ def draw_box_refinement(image: ArrayLike, proposals: ArrayLike, refined: ArrayLi
             raise ValueError("ious must be two sequences with one IoU per proposal")
     ax = axes_or_new(ax, figsize=(4.6, 4.6))
     draw_image(image, ax=ax, dim=0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
     draw_boxes(_boxes(gt_boxes, "gt_boxes"), ax=ax, color=COLORS["truth"], linewidth=1.2, zorder=2)
     out: dict[str, list[Any]] = {"proposals": [], "refined": [], "arrows": [], "texts": []}
-    h = as_rgb(image).shape[0]
+    label_texts: list[str] = []
+    label_colors: list[str] = []
     for i, (pb, rb, label) in enumerate(zip(p, r, label_list)):
         color = _class_color(label)
         for box, style, key in ((pb, "--", "proposals"), (rb, "-", "refined")):
@@ -192,20 +195,17 @@ def draw_box_refinement(image: ArrayLike, proposals: ArrayLike, refined: ArrayLi
         text = names[label] if 0 <= label < len(names) else str(label)
         if ious is not None:
             text += f" {before[i]:.2f}→{after[i]:.2f}"
-        top = min(pb[1], rb[1])
-        below = top < 0.1 * h  # no room above: write it under the lower box
-        y = max(pb[3], rb[3]) + 1.0 if below else top - 1.5
-        out["texts"].append(ax.text(min(pb[0], rb[0]) - 0.5, y, text, fontsize=8, color="white",
-                                    va="top" if below else "bottom", zorder=5, clip_on=True,
-                                    bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0}))
+        label_texts.append(text)
+        label_colors.append(color)
+    if title:  # before the labels: they are placed on the axes as laid out with it
+        ax.set_title(title, fontsize=10)
+    # each pair's label on the box that holds both, where it covers no other label (place_box_labels)
+    around = np.concatenate([np.minimum(p[:, :2], r[:, :2]), np.maximum(p[:, 2:], r[:, 2:])], axis=1).reshape(-1, 4)
+    out["texts"] = place_box_labels(ax, around, label_texts, label_colors)
     handles = [Rectangle((0, 0), 1, 1, fill=False, linestyle="--", edgecolor="#555555", label="proposal"),
                Rectangle((0, 0), 1, 1, fill=False, linestyle="-", edgecolor="#555555", label="refined"),
                Rectangle((0, 0), 1, 1, fill=False, edgecolor=COLORS["truth"], label="ground truth")]
     ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=10)
     return out
 
 

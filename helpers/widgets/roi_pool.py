@@ -74,7 +74,8 @@ class RoIPoolVsAlignPanel(BlitPanel):
         p = self.output_size
         for ax, title in ((self.ax_pool, "RoIPool:\nrounded, whole pixels"),
                           (self.ax_align, "RoIAlign, legacy aligned=False:\nexact bins, samples")):
-            viz.draw_feature_grid(self.feature, ax=ax, fontsize=8)
+            # small cells: each value stands just above its centre dot, clear of the dots
+            viz.draw_feature_grid(self.feature, ax=ax, fontsize=8, value_dy=-0.2, value_va="baseline")
             ax.set_title(title, fontsize=10)
             ax.set_xlim(-1.5, w + 0.5)
             ax.set_ylim(h + 0.5, -1.5)
