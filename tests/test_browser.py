@@ -1,4 +1,4 @@
-"""The slider panels of notebooks 01-03 driven in a real JupyterLab, in headless Chromium.
+"""The slider panels of notebooks 01-07 driven in a real JupyterLab, in headless Chromium.
 
 For each notebook the test starts JupyterLab (127.0.0.1, a free port, a token, no browser of its
 own) over a temporary copy of ``notebooks/``, opens the notebook in Debian's ``/usr/bin/chromium``
@@ -425,6 +425,45 @@ def test_notebook_03_sliding_roi(browser: Browser, lab: JupyterLab, artifacts: P
     drive(browser, lab, artifacts, "03", ["x1", "y1", "x2", "y2", "shift"], steps, pool_vs_align_reference,
           'dict(feature=p.feature.tolist(), output_size=p.output_size, sampling_ratio=p.sampling_ratio)',
           "RoIPoolVsAlignPanel", latency="shift")
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 04: the FPN level of a box
+# ---------------------------------------------------------------------------------------------
+def fpn_level_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """The level recomputed here in float64 (k = floor(4 + log2(sqrt(wh) / 224) + 1e-6), torchvision 0.29's
+    rule, clamped to 2..5) and by torchvision's own LevelMapper on the panel's box."""
+    from torchvision.ops.poolers import LevelMapper
+
+    w, h = k.values["w"], k.values["h"]
+    side = math.sqrt(float(w) * float(h))
+    unclamped = math.floor(4 + math.log2(side / 224) + 1e-6)
+    level = min(max(unclamped, 2), 5)
+    cx, cy = k.extra["centre"]
+    box = torch.tensor([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]], dtype=torch.float32)
+    assert level == int(LevelMapper(2, 5)([box])[0]) + 2, f"{where}: float64 rule and LevelMapper disagree"
+    assert readout["w"] == str(w) and readout["h"] == str(h), f"{where}: w/h"
+    close(readout["sqrt(wh)"], side, 3, where, "sqrt(wh)")
+    assert readout["k unclamped"] == str(unclamped), f"{where}: k unclamped {readout['k unclamped']}, expected {unclamped}"
+    assert readout["level"] == str(level), f"{where}: level {readout['level']}, expected {level}"
+    assert readout["feature map"] == str(level - 2), f"{where}: feature map"
+    assert readout["stride"] == str(2 ** level), f"{where}: stride"
+    close(readout["spatial_scale"], 2.0 ** -level, 4, where, "spatial_scale")
+    assert readout["cells w x h"] == f"{w / 2 ** level:.3g} x {h / 2 ** level:.3g}", f"{where}: cells"
+
+
+@pytest.mark.timeout(900)
+def test_notebook_04_fpn_level(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("w ArrowRight", "w", "ArrowRight", changes=("w", "sqrt(wh)", "cells w x h")),
+        Step("h PageUp", "h", "PageUp", changes=("h", "sqrt(wh)")),
+        Step("type w 600", "w", "type", "600", changes=("w", "k unclamped", "level", "stride")),
+        Step("type h 0 (an empty box: a message)", "h", "type", "0", message=True),
+        Step("type h 900", "h", "type", "900", changes=("h", "level", "stride")),
+        Step("w ArrowRight at P5", "w", "ArrowRight", changes=("w", "sqrt(wh)")),
+    ]
+    drive(browser, lab, artifacts, "04", ["w (px)", "h (px)"], steps, fpn_level_reference,
+          'dict(centre=list(p.centre))', "FPNLevelPanel", latency="w (px)", run_timeout=500)
 
 
 # ---------------------------------------------------------------------------------------------
