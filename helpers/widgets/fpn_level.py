@@ -6,7 +6,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from helpers.widgets.panel import BlitPanel, PanelMessage
+from helpers.widgets.panel import BlitPanel, PanelMessage, heading_text
 
 
 # -- notebook 04: which FPN level a box is pooled from ----------------------------------------------
@@ -59,7 +59,7 @@ class FPNLevelPanel(BlitPanel):
 
         grid = self.fig.add_gridspec(1, 6, width_ratios=[1, 1, 1, 1, 0.3, 2.2], left=0.01, right=0.99,
                                      bottom=0.16, top=0.74, wspace=0.08)
-        self.level_axes, self.grids, self.rects = [], [], []
+        self.level_axes, self.grids, self.rects, self.headings = [], [], [], []
         for i, k in enumerate(self.LEVELS):
             ax = self.fig.add_subplot(grid[0, i])
             lines = LineCollection([], colors=COLORS["grid"], linewidths=0.6)
@@ -72,6 +72,7 @@ class FPNLevelPanel(BlitPanel):
             self.level_axes.append(ax)
             self.grids.append(lines)
             self.rects.append(rect)
+            self.headings.append(heading_text(ax, fontsize=9))   # redrawn alone (ax.title cannot be)
         self.curve_ax = self.fig.add_subplot(grid[0, 5])
         sides = 2.0 ** np.linspace(3, 11, 801)                              # 8 .. 2048 px
         boxes = torch.tensor(np.stack([np.zeros_like(sides), np.zeros_like(sides), sides, sides], 1),
@@ -83,8 +84,12 @@ class FPNLevelPanel(BlitPanel):
         self._level_colors = LEVEL_COLORS
 
     def dynamic(self) -> list[Any]:
-        # whole axes: their limits, frames and titles follow the box
-        return [*self.level_axes, self.curve.marker]
+        # the level pictures piece by piece (their limits, frames and headings follow the box), not as
+        # whole axes: an axes' draw would lay out its empty tick axes and its title on every move
+        parts = []
+        for ax, lines, rect, heading in zip(self.level_axes, self.grids, self.rects, self.headings):
+            parts += [ax.patch, lines, rect, *ax.spines.values(), heading]
+        return [*parts, self.curve.marker]
 
     def update(self, w: int, h: int) -> dict[str, Any]:
         import math
@@ -107,8 +112,10 @@ class FPNLevelPanel(BlitPanel):
                 for spine in ax.spines.values():
                     spine.set_edgecolor("#bbbbbb")
                     spine.set_linewidth(0.8)
-                ax.set_title(f"P{k} · '{FPN_NAMES[k - 2]}'\nstride {2 ** k}\nno level", fontsize=9, color="#555555",
-                             fontweight="normal")
+            for k, heading in zip(self.LEVELS, self.headings):
+                heading.set_text(f"P{k} · '{FPN_NAMES[k - 2]}'\nstride {2 ** k}\nno level")
+                heading.set_color("#555555")
+                heading.set_fontweight("normal")
             self.curve.marker.set_data([], [])
             raise PanelMessage(f"a {w} x {h} box is empty: it has no size to choose a level by (the RPN drops such "
                                "boxes before pooling; LevelMapper alone would send it to P2: log2(0) = -inf, clamped)")
@@ -130,9 +137,11 @@ class FPNLevelPanel(BlitPanel):
             for spine in ax.spines.values():
                 spine.set_edgecolor(self._level_colors[k] if chosen else "#bbbbbb")
                 spine.set_linewidth(3.0 if chosen else 0.8)
-            ax.set_title(f"P{k} · '{FPN_NAMES[k - 2]}'\nstride {stride}\n{w / stride:.3g} x {h / stride:.3g} cells",
-                         fontsize=9, color=self._level_colors[k] if chosen else "#555555",
-                         fontweight="bold" if chosen else "normal")
+        for k, heading in zip(self.LEVELS, self.headings):
+            stride, chosen = 2 ** k, k == level
+            heading.set_text(f"P{k} · '{FPN_NAMES[k - 2]}'\nstride {stride}\n{w / stride:.3g} x {h / stride:.3g} cells")
+            heading.set_color(self._level_colors[k] if chosen else "#555555")
+            heading.set_fontweight("bold" if chosen else "normal")
         self.curve.marker.set_data([side], [level])
         stride = 2 ** level
         return {
