@@ -183,7 +183,7 @@ class GroundTruthBoxPanel(BlitPanel):
         others = [b for i, b in enumerate(self.gt_boxes.tolist()) if i != self.box_index]
         self.ax = self.fig.add_axes((0.02, 0.02, 0.58, 0.88))
         draw_image(self.picture, self.ax, dim=0.35)
-        draw_boxes(others, self.ax, color=RPN_COLORS["gt"], linewidth=1.0, zorder=3)
+        self.other_lines = draw_boxes(others, self.ax, color=RPN_COLORS["gt"], linewidth=1.0, zorder=3)
         self.ignored_lines = draw_boxes([], self.ax, color=RPN_COLORS["ignored"], linewidth=0.6, alpha=0.5)
         self.positive_lines = draw_boxes([], self.ax, color=RPN_COLORS["positive"], linewidth=1.2)
         self.proposal_lines = draw_boxes([], self.ax, color=RPN_COLORS["proposal"], linewidth=1.2,
@@ -202,8 +202,9 @@ class GroundTruthBoxPanel(BlitPanel):
         self.title_text = heading_text(self.ax, fontsize=9)
 
     def dynamic(self):
+        # the anchors and proposals change; the frame and the ground truth are drawn again above them
         return [self.ignored_lines, self.positive_lines, self.proposal_lines, *self.ax.spines.values(),
-                self.gt_lines, self.title_text]
+                self.other_lines, self.gt_lines, self.title_text]
 
     def update(self, x1: int, y1: int, x2: int, y2: int) -> dict:
         with one_thread():                     # tiny tensors: a second thread costs more than it saves
