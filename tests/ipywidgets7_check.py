@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # `helpers` without installing (after PYTHONPATH, so ipywidgets 7 wins)
 
 
-REQUIRED_PANELS = ("BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "AnchorMatchPanel", "DetectionPanel",
-                   "MaskRoIPanel")
+REQUIRED_PANELS = ("BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "AnchorMatchPanel", "GroundTruthBoxPanel",
+                   "DetectionPanel", "MaskRoIPanel")
 """The panels of notebooks 01-03 and 05-07; every other panel in helpers.widgets is checked as well."""
 
 

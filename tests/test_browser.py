@@ -1,4 +1,4 @@
-"""The slider panels of notebooks 01-03 driven in a real JupyterLab, in headless Chromium.
+"""The slider panels of notebooks 01-07 driven in a real JupyterLab, in headless Chromium.
 
 For each notebook the test starts JupyterLab (127.0.0.1, a free port, a token, no browser of its
 own) over a temporary copy of ``notebooks/``, opens the notebook in Debian's ``/usr/bin/chromium``
@@ -185,7 +185,7 @@ def check_consistent(nb: LabNotebook, view: PanelView, k: KernelPanel, where: st
 def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, sliders: list[str],
           steps: list[Step], reference: Callable[[dict, KernelPanel, str], None], extra: str,
           cls: str, controls: tuple[str, ...] = (), latency: str | None = None,
-          run_timeout: float = 100.0) -> list[str]:
+          run_timeout: float = 100.0, tag: str = "") -> list[str]:
     """Open notebook ``prefix``, run it, then take ``steps`` on the panel; returns a log of what changed.
 
     ``controls``: the labels of the panel's checkboxes and dropdowns (``sliders``: its sliders).
@@ -195,7 +195,8 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
     measures the machine): ``benchmarks/bench_sliders.py --browser`` prints them against its floor.
     """
     name = notebook_named(prefix)
-    shots = artifacts / "browser" / Path(name).stem
+    stem = Path(name).stem + (f"-{tag}" if tag else "")   # tag: a second panel of the same notebook
+    shots = artifacts / "browser" / stem
     shutil.rmtree(shots, ignore_errors=True)
     page = browser.page()
     nb = LabNotebook(page, lab, name, shots)
@@ -274,7 +275,7 @@ def drive(browser: Browser, lab: JupyterLab, artifacts: Path, prefix: str, slide
             result.update(notebook=name, panel=cls, slider=latency, moves=len(times),
                           load_average=[round(v, 2) for v in os.getloadavg()], cpus=os.cpu_count())
             (artifacts / "browser").mkdir(parents=True, exist_ok=True)
-            (artifacts / "browser" / f"latency-{Path(name).stem}.json").write_text(json.dumps(result, indent=1))
+            (artifacts / "browser" / f"latency-{stem}.json").write_text(json.dumps(result, indent=1))
             log.append(f"latency, key press -> picture on screen, {len(times)} presses on {latency}: "
                        f"median {result['median_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, max {result['max_ms']:.0f} ms")
             k = nb.kernel_panel(mid, extra)
@@ -428,6 +429,45 @@ def test_notebook_03_sliding_roi(browser: Browser, lab: JupyterLab, artifacts: P
 
 
 # ---------------------------------------------------------------------------------------------
+# notebook 04: the FPN level of a box
+# ---------------------------------------------------------------------------------------------
+def fpn_level_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """The level recomputed here in float64 (k = floor(4 + log2(sqrt(wh) / 224) + 1e-6), torchvision 0.29's
+    rule, clamped to 2..5) and by torchvision's own LevelMapper on the panel's box."""
+    from torchvision.ops.poolers import LevelMapper
+
+    w, h = k.values["w"], k.values["h"]
+    side = math.sqrt(float(w) * float(h))
+    unclamped = math.floor(4 + math.log2(side / 224) + 1e-6)
+    level = min(max(unclamped, 2), 5)
+    cx, cy = k.extra["centre"]
+    box = torch.tensor([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]], dtype=torch.float32)
+    assert level == int(LevelMapper(2, 5)([box])[0]) + 2, f"{where}: float64 rule and LevelMapper disagree"
+    assert readout["w"] == str(w) and readout["h"] == str(h), f"{where}: w/h"
+    close(readout["sqrt(wh)"], side, 3, where, "sqrt(wh)")
+    assert readout["k unclamped"] == str(unclamped), f"{where}: k unclamped {readout['k unclamped']}, expected {unclamped}"
+    assert readout["level"] == str(level), f"{where}: level {readout['level']}, expected {level}"
+    assert readout["feature map"] == str(level - 2), f"{where}: feature map"
+    assert readout["stride"] == str(2 ** level), f"{where}: stride"
+    close(readout["spatial_scale"], 2.0 ** -level, 4, where, "spatial_scale")
+    assert readout["cells w x h"] == f"{w / 2 ** level:.3g} x {h / 2 ** level:.3g}", f"{where}: cells"
+
+
+@pytest.mark.timeout(900)
+def test_notebook_04_fpn_level(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("w ArrowRight", "w", "ArrowRight", changes=("w", "sqrt(wh)", "cells w x h")),
+        Step("h PageUp", "h", "PageUp", changes=("h", "sqrt(wh)")),
+        Step("type w 600", "w", "type", "600", changes=("w", "k unclamped", "level", "stride")),
+        Step("type h 0 (an empty box: a message)", "h", "type", "0", message=True),
+        Step("type h 900", "h", "type", "900", changes=("h", "level", "stride")),
+        Step("w ArrowRight at P5", "w", "ArrowRight", changes=("w", "sqrt(wh)")),
+    ]
+    drive(browser, lab, artifacts, "04", ["w (px)", "h (px)"], steps, fpn_level_reference,
+          'dict(centre=list(p.centre))', "FPNLevelPanel", latency="w (px)", run_timeout=500)
+
+
+# ---------------------------------------------------------------------------------------------
 # notebook 05: the anchor-matching thresholds
 # ---------------------------------------------------------------------------------------------
 def anchor_reference(readout: dict, k: KernelPanel, where: str) -> None:
@@ -456,6 +496,43 @@ def test_notebook_05_anchor_thresholds(browser: Browser, lab: JupyterLab, artifa
     drive(browser, lab, artifacts, "05", ["fg IoU >=", "bg IoU <"], steps, anchor_reference,
           'dict(gt=p.gt_boxes.tolist(), anchors=p.anchors.tolist())', "AnchorMatchPanel", controls=("low-quality",),
           latency="fg IoU >=", run_timeout=500)
+
+
+def ground_truth_box_reference(readout: dict, k: KernelPanel, where: str) -> None:
+    """The counts recomputed here: torchvision.ops.box_iou with the moved box, torchvision's Matcher as the
+    RPN uses it (0.7, 0.3, low-quality matches) and as the box head uses it (0.5, 0.5) on the proposals."""
+    from torchvision.models.detection._utils import Matcher
+
+    v, g = k.values, k.extra["box"]
+    gt = torch.tensor(k.extra["gt"], dtype=torch.float32)
+    gt[g] = torch.tensor([v["x1"], v["y1"], v["x2"], v["y2"]], dtype=torch.float32)
+    iou = torchvision.ops.box_iou(gt, torch.tensor(k.extra["anchors"], dtype=torch.float32))
+    labels = Matcher(0.7, 0.3, allow_low_quality_matches=True)(iou)
+    proposals = torch.tensor(k.extra["proposals"], dtype=torch.float32)
+    head = Matcher(0.5, 0.5, allow_low_quality_matches=False)(torchvision.ops.box_iou(gt, proposals))
+    assert readout["box"] == f"({v['x1']}, {v['y1']}, {v['x2']}, {v['y2']})", f"{where}: box {readout['box']}"
+    close(readout["best anchor IoU"], float(iou[g].max()), 4, where, "best anchor IoU")
+    for key, want in (("positive anchors (this box)", labels == g), ("positive anchors (all boxes)", labels >= 0),
+                      ("ignored anchors", labels == -2), ("negative anchors", labels == -1),
+                      ("box-head positives (this box)", head == g)):
+        assert readout[key] == str(int(want.sum())), f"{where}: {key} shows {readout[key]}, torchvision {int(want.sum())}"
+
+
+@pytest.mark.timeout(900)
+def test_notebook_05_ground_truth_box(browser: Browser, lab: JupyterLab, artifacts: Path) -> None:
+    steps = [
+        Step("x2 ArrowRight", "x2", "ArrowRight", changes=("box", "best anchor IoU")),
+        Step("y1 PageUp", "y1", "PageUp", changes=("box", "best anchor IoU")),
+        Step("type x1 36", "x1", "type", "36", changes=("box",)),
+        Step("type y1 85", "y1", "type", "85", changes=("box",)),
+        Step("type x2 68", "x2", "type", "68", changes=("box",)),
+        Step("type y2 117", "y2", "type", "117", changes=("box", "best anchor IoU")),
+        Step("type x2 30 (inverted: a message)", "x2", "type", "30", message=True),
+        Step("type x2 68", "x2", "type", "68", changes=("box",)),
+    ]
+    drive(browser, lab, artifacts, "05", ["x1", "y1", "x2", "y2"], steps, ground_truth_box_reference,
+          'dict(gt=p.gt_boxes.tolist(), anchors=p.anchors.tolist(), proposals=p.proposals.tolist(), box=p.box_index)',
+          "GroundTruthBoxPanel", latency="x2", run_timeout=500, tag="ground-truth-box")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -363,7 +363,7 @@ def test_fpn_level_panel_random_moves():
         state = panel.set(w=w, h=h)
         assert panel.error is None and panel.message is None
         w, h = panel.sliders["w"].value, panel.sliders["h"].value
-        assert 4 <= w <= 1024 and 4 <= h <= 1024
+        assert 1 <= w <= 1024 and 1 <= h <= 1024
         box = torch.tensor([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]])
         level = int(LevelMapper(2, 5)([box])) + 2
         assert state["level"] == level and state["stride"] == 2 ** level

@@ -430,7 +430,7 @@ def stock_full_redraw(panel: Any) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "FPNLevelPanel",
-                                  "AnchorMatchPanel", "DetectionPanel", "MaskRoIPanel"])
+                                  "AnchorMatchPanel", "GroundTruthBoxPanel", "DetectionPanel", "MaskRoIPanel"])
 def test_every_panel_png_is_what_matplotlib_draws(name: str, request: pytest.FixtureRequest):
     """Every panel's fast PNG (cached background, moving artists redrawn, glyphs from the cache) shows what
     matplotlib's own renderer draws from scratch: nothing a moving artist covers is lost (frames, ground
@@ -843,3 +843,60 @@ def test_notebook_05_anchor_panel_draws_what_torchvision_labels():
         assert state["positives"] == int((expected >= 0).sum()) == len(panel.positive_lines.get_segments())
         assert state["ignored"] == int((expected == -2).sum()) == len(panel.ignored_lines.get_segments())
     assert panel.error is None
+
+
+def test_ground_truth_box_panel_200_random_moves_follow_torchvision():
+    """Notebook 05's ground-truth box panel, 200 seeded moves of its four sliders (inverted boxes included):
+    the counts and the drawn outlines are those of torchvision's RPN Matcher (fg 0.7, bg 0.3, low-quality on)
+    and box-head Matcher (0.5, 0.5) on torchvision.ops.box_iou with the moved box; an empty box is a message."""
+    from torchvision.models.detection._utils import Matcher
+
+    from helpers.widgets import GroundTruthBoxPanel
+    from helpers.widgets.trained import image_features, shipped_model
+
+    panel = GroundTruthBoxPanel(box=3)
+    assert panel.values() == dict(x1=44, y1=93, x2=58, y2=109)
+    found = image_features(shipped_model(), panel.picture)                 # the model's own RPN output
+    assert found.image_sizes[0] == found.original_size and torch.equal(panel.proposals, found.proposals)
+    rpn_matcher, head_matcher = Matcher(0.7, 0.3, allow_low_quality_matches=True), Matcher(0.5, 0.5, False)
+    rng, home = np.random.default_rng(5), panel.values()
+    messages = 0
+    for _ in range(200):
+        name = ["x1", "y1", "x2", "y2"][int(rng.integers(4))]             # within 20 pixels of the start
+        panel.set(**{name: int(home[name] + rng.integers(-20, 21))})
+        assert panel.error is None
+        v = panel.values()
+        if v["x2"] <= v["x1"] or v["y2"] <= v["y1"]:
+            assert panel.message is not None and panel.state == {} and "empty or inverted" in panel.message
+            assert len(panel.positive_lines.get_segments()) == 0
+            messages += 1
+            continue
+        assert panel.message is None
+        gt = panel.gt_boxes.clone()
+        gt[3] = torch.tensor([v["x1"], v["y1"], v["x2"], v["y2"]], dtype=torch.float32)
+        iou = tv.box_iou(gt, panel.anchors)
+        labels = rpn_matcher(iou)
+        head = head_matcher(tv.box_iou(gt, panel.proposals))
+        s = panel.state
+        assert s["positive anchors (this box)"] == int((labels == 3).sum())
+        assert s["positive anchors (all boxes)"] == int((labels >= 0).sum()) == len(panel.positive_lines.get_segments())
+        assert s["ignored anchors"] == int((labels == -2).sum()) == len(panel.ignored_lines.get_segments())
+        assert s["negative anchors"] == int((labels == -1).sum())
+        assert s["box-head positives (this box)"] == int((head == 3).sum()) == len(panel.proposal_lines.get_segments())
+        assert abs(s["best anchor IoU"] - float(iou[3].max())) <= 5e-5
+        drawn = np.array(panel.gt_lines.get_segments()[0])
+        assert np.allclose(drawn.min(0), [v["x1"] - 0.5, v["y1"] - 0.5]) and np.allclose(drawn.max(0), [v["x2"] - 0.5, v["y2"] - 0.5])
+    assert 5 <= messages <= 150                                            # both kinds of state visited
+
+
+def test_ground_truth_box_panel_rejects_bad_arguments():
+    from helpers.widgets import GroundTruthBoxPanel
+
+    with pytest.raises(ValueError, match="box must be an int"):
+        GroundTruthBoxPanel(box=4, proposals=None)
+    with pytest.raises(ValueError, match="proposals must be"):
+        GroundTruthBoxPanel(proposals="untrained")
+    with pytest.raises(ValueError, match="gt_boxes"):
+        GroundTruthBoxPanel(torch.zeros(3, 8, 8), None)
+    panel = GroundTruthBoxPanel(box=0, proposals=None)                   # no proposals: anchors only
+    assert "box-head positives (this box)" not in panel.state and panel.error is None

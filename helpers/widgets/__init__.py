@@ -12,7 +12,7 @@ The modules, in the order of the series:
 - :mod:`helpers.widgets.roi_align`     :class:`RoIAlignPanel` (notebook 02)
 - :mod:`helpers.widgets.roi_pool`      :class:`RoIPoolVsAlignPanel` (notebook 03)
 - :mod:`helpers.widgets.fpn_level`     :class:`FPNLevelPanel` (notebook 04)
-- :mod:`helpers.widgets.anchor_match`  :class:`AnchorMatchPanel` (notebook 05)
+- :mod:`helpers.widgets.anchor_match`  :class:`AnchorMatchPanel`, :class:`GroundTruthBoxPanel` (notebook 05)
 - :mod:`helpers.widgets.detections`    :class:`DetectionPanel` (notebook 06)
 - :mod:`helpers.widgets.mask_roi`      :class:`MaskRoIPanel` (notebook 07)
 - :mod:`helpers.widgets.trained`       the trained model's stages, for the panels of 06 and 07
@@ -28,10 +28,10 @@ from helpers.widgets.bilinear import BilinearPanel
 from helpers.widgets.roi_align import RoIAlignPanel
 from helpers.widgets.roi_pool import RoIPoolVsAlignPanel
 from helpers.widgets.fpn_level import FPNLevelPanel
-from helpers.widgets.anchor_match import AnchorMatchPanel
+from helpers.widgets.anchor_match import AnchorMatchPanel, GroundTruthBoxPanel
 from helpers.widgets.detections import DetectionPanel
 from helpers.widgets.mask_roi import MaskRoIPanel
 
 __all__ = ["Panel", "PanelMessage", "PanelSnapshot", "format_readout", "BlitPanel",
-           "BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "FPNLevelPanel", "AnchorMatchPanel",
+           "BilinearPanel", "RoIAlignPanel", "RoIPoolVsAlignPanel", "FPNLevelPanel", "AnchorMatchPanel", "GroundTruthBoxPanel",
            "DetectionPanel", "MaskRoIPanel"]
