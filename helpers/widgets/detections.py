@@ -12,7 +12,7 @@ from matplotlib.artist import Artist
 
 from helpers.box_coder import BoxCoder
 from helpers.boxes import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
-from helpers.viz import CLASS_COLORS, COLORS, box_outlines, draw_boxes, draw_image
+from helpers.viz import CLASS_COLORS, COLORS, box_outlines, draw_boxes, draw_image, text_color_on
 from helpers.widgets.panel import BlitPanel, one_thread
 from helpers.widgets.trained import box_head_outputs, image_features, shipped_model, validation_set
 
@@ -178,7 +178,9 @@ class DetectionPanel(BlitPanel):
             text, c = self.labels_text[shown], int(self.labels[t])
             text.set_position((x, y))
             text.set_text(f"{self.class_names[c][:3]} {float(self.scores[t]):.2f}")
-            text.get_bbox_patch().set_facecolor(CLASS_COLORS[c % len(CLASS_COLORS)])
+            patch = CLASS_COLORS[c % len(CLASS_COLORS)]
+            text.get_bbox_patch().set_facecolor(patch)
+            text.set_color(text_color_on(patch))  # black on orange, white on blue
             text.set_visible(True)
             shown += 1
         for text in self.labels_text[shown:]:
