@@ -335,7 +335,8 @@ def _mistakes_03_1() -> list[tuple[Any, str]]:
         (float(rows.mean()), "That is an average of the pooled cells: RoIPool takes the *maximum* over its bin."),
     ]
     if not any(abs(align - v) < 1e-9 for v, _ in out):
-        out.append((align, "That is RoIAlign's value at the box centre; RoIPool rounds the box and takes a max."))
+        out.append((align, "That is bilinear interpolation at the box centre (how RoIAlign reads the map); RoIPool "
+                           "rounds the box and takes a max."))
     return out
 
 
