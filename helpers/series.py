@@ -129,7 +129,7 @@ SERIES: tuple[Notebook, ...] = (
     Notebook("05", "05_rpn.ipynb", "The region proposal network: anchors, matching and sampling",
              "RPN: anchors and matching", "rpn",
              "The region proposal network, part 1: anchors, box encoding, IoU matching and sampling (which "
-             "anchors learn what), each equal to torchvision; a panel for the IoU thresholds."),
+             "anchors learn what), each equal to torchvision; panels for the IoU thresholds and for a moved ground-truth box."),
     Notebook("05b", "05b_rpn_losses_proposals.ipynb", "The region proposal network: losses, NMS and proposals",
              "RPN: losses and proposals", "rpn",
              "The region proposal network, part 2: the head's outputs, its two losses, decoding, top-N, NMS and "
