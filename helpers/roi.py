@@ -819,7 +819,7 @@ def roi_align_loop(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=
 # --------------------------------------------------------------------------------------------------
 
 
-# @export notebooks/02_roi_align.ipynb: axis_rule (edit the notebook; tools/nb.py export writes this)
+# @export notebooks/02b_roi_align_fast.ipynb: axis_rule (edit the notebook; tools/nb.py export writes this)
 def axis_rule(c: torch.Tensor, size: int):
     '''torchvision's edge rules along one axis for coordinates c: (low, high, frac, valid), each like c.'''
     valid = (c >= -1.0) & (c <= size)                         # rule 1
