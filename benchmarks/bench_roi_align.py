@@ -15,7 +15,7 @@ The row "helpers.roi (embedding_bag)" is the other gather design that was measur
 ``helpers.roi.roi_align_kernel(..., backend=...)``); the default ("auto") uses the CSR sparse matmul at this size.
 
 Table 2: the readable loop version (``roi_align_loop``) against the vectorised one on a small
-case (8 RoIs, 1x16x32x32, 7x7, ``sampling_ratio=2``), as notebook 02 shows.
+case (8 RoIs, 1x16x32x32, 7x7, ``sampling_ratio=2``), as notebook 02b shows.
 
 torchvision's CPU kernel is single-threaded; table 1 is printed for each of ``--threads``
 (default ``1,2``: one thread like torchvision, then both cores of the reference machine). The

@@ -1,4 +1,4 @@
-"""Checkers for the exercises at the end of every notebook (00-11, 05b included).
+"""Checkers for the exercises at the end of every notebook (00-11, 02b and 05b included).
 
 A student writes an answer in the notebook and calls ``check("01.1", answer)``: the checker prints
 that the answer is right, or what is wrong and where to look. Every expected value is *computed*
@@ -306,6 +306,44 @@ def _mistakes_02_2() -> list[tuple[Any, str]]:
         (math.ceil(side / 16), "Divide by the output size too: 15.6 cells are shared by 7 bins."),
         (_ref_02_2() ** 2, "That is the number of samples per bin (grid x grid); the question asks for the grid "
                            "along one side."),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# 02b · RoIAlign made fast and differentiable
+
+
+BOX_02B_1 = (-2.0, 0.0, 2.0, 2.0)   # on the 4 x 4 map, spatial_scale = 1: its left half lies left of the map
+SIZE_02B_1, GRID_02B_1 = 2, 2        # output_size, sampling_ratio (aligned=False)
+
+
+def _gradient_total_02b_1(box: tuple[float, float, float, float]) -> float:
+    """feature.grad.sum() after roi_align(feature, box, 2, 1.0, 2, False).sum().backward(), by torchvision's backward."""
+    feature = _feature16()[None, None].clone().requires_grad_(True)
+    out = roi_align(feature, torch.tensor([[0.0, *box]], dtype=torch.float64), (SIZE_02B_1, SIZE_02B_1), 1.0,
+                    sampling_ratio=GRID_02B_1, aligned=False)
+    (grad,) = torch.autograd.grad(out.sum(), feature)
+    return float(grad.sum())
+
+
+def _ref_02b_1() -> float:
+    return _gradient_total_02b_1(BOX_02B_1)
+
+
+def _mistakes_02b_1() -> list[tuple[Any, str]]:
+    x1, _, x2, _ = BOX_02B_1
+    bin_w = (x2 - x1) / SIZE_02B_1
+    columns = [x1 + j * bin_w + (ix + 0.5) * bin_w / GRID_02B_1 for j in range(SIZE_02B_1) for ix in range(GRID_02B_1)]
+    # the sample columns at x >= 0 only (as if rule 2's border repeat did not exist), all rows inside
+    right_of_zero = sum(x >= 0 for x in columns) / GRID_02B_1 * SIZE_02B_1
+    inside = (BOX_02B_1[0] + 2.0, BOX_02B_1[1], BOX_02B_1[2] + 2.0, BOX_02B_1[3])   # the box moved onto the map
+    return [
+        (_gradient_total_02b_1(inside), "That is the total when every sample lies on the map (one per bin). A sample "
+                                        "more than one pixel outside (x < -1) reads 0 and sends no gradient back."),
+        (_ref_02b_1() * GRID_02B_1 ** 2, "That counts the samples' weights without the average: each bin *averages* "
+                                         "its 2 x 2 samples, so each sample carries a quarter of the bin's gradient."),
+        (right_of_zero, "The sample at x = -0.5 lies within one pixel of the map: it repeats column 0 (weight 1 "
+                        "in total), it does not read 0."),
     ]
 
 
@@ -911,6 +949,10 @@ def _make() -> dict[str, Exercise]:
         Exercise("02.2", "an int (samples per bin along one side)", "section 'A grid of samples per bin: `sampling_ratio`'",
                  "grid = ceil(roi_height / pooled_height), with the roi measured on the feature map.",
                  _ref_02_2, _mistakes_02_2, tolerance=0),
+        Exercise("02b.1", "a number (the sum of the gradient)", "section 'The gradient'",
+                 "Each bin averages its 2 x 2 samples; a sample's bilinear weights sum to 1, unless it lies more "
+                 "than one pixel outside the map (then it reads 0).",
+                 _ref_02b_1, _mistakes_02b_1),
         Exercise("03.1", "a number", "section 'RoIPool, step by step'",
                  "Round each corner to the nearest cell (halves away from zero), include the end cell, take the max.",
                  _ref_03_1, _mistakes_03_1),

@@ -32,7 +32,7 @@ they are the teaching versions, and the references the fast versions are tested 
 - :func:`bilinear_weights`, :func:`bilinear_interpolate`: the same rules, vectorised over points.
 - :func:`roi_sample_points`: where RoIAlign samples (bins and points), for drawing.
 - :func:`roi_align_loop` (nb 02): RoIAlign as plain loops (slow, readable).
-- :func:`axis_rule`, :func:`roi_align_padded` (nb 02): RoIAlign vectorised on grids padded to the
+- :func:`axis_rule`, :func:`roi_align_padded` (nb 02b): RoIAlign vectorised on grids padded to the
   largest one; ``reduce="max"`` gives the max variant.
 - :func:`roi_align`: the fast version, differentiable, equal to ``torchvision.ops.roi_align``.
 - :func:`roi_align_max`: the paper's "RoIAlign (max)" variant (not in torchvision).
@@ -815,11 +815,11 @@ def roi_align_loop(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=
 
 
 # --------------------------------------------------------------------------------------------------
-# RoIAlign: vectorised on a padded grid (notebook 02), the teaching version
+# RoIAlign: vectorised on a padded grid (notebook 02b), the teaching version
 # --------------------------------------------------------------------------------------------------
 
 
-# @export notebooks/02_roi_align.ipynb: axis_rule (edit the notebook; tools/nb.py export writes this)
+# @export notebooks/02b_roi_align_fast.ipynb: axis_rule (edit the notebook; tools/nb.py export writes this)
 def axis_rule(c: torch.Tensor, size: int):
     '''torchvision's edge rules along one axis for coordinates c: (low, high, frac, valid), each like c.'''
     valid = (c >= -1.0) & (c <= size)                         # rule 1

@@ -114,10 +114,14 @@ SERIES: tuple[Notebook, ...] = (
              "Bilinear interpolation: reading a feature map between its pixels", "bilinear interpolation", "bilinear",
              "Bilinear interpolation by hand: the 4×4 worked example and its **7.2**, checked against "
              "`grid_sample`; a slider moves the sample point."),
-    Notebook("02", "02_roi_align.ipynb", "RoIAlign",
-             "RoIAlign", "roialign",
-             "RoIAlign in full: bins, `sampling_ratio`, `spatial_scale`, `aligned`, boxes outside the map; loop "
-             "and vectorised versions equal to torchvision, gradients included; RoI sliders."),
+    Notebook("02", "02_roi_align.ipynb", "RoIAlign: the rules",
+             "RoIAlign: the rules", "roialign",
+             "RoIAlign's rules in full: bins, `sampling_ratio`, `spatial_scale`, `aligned`, boxes outside the map; "
+             "a loop version equal to torchvision; RoI sliders."),
+    Notebook("02b", "02b_roi_align_fast.ipynb", "RoIAlign made fast and differentiable",
+             "RoIAlign: fast and differentiable", "roialign",
+             "RoIAlign vectorised and timed, equal to torchvision in float64 and float32; `helpers.roi.roi_align`, "
+             "the one the model uses; the gradient checked; the max variant."),
     Notebook("03", "03_roipool_vs_roialign.ipynb", "RoIPool vs RoIAlign: what rounding costs",
              "RoIPool vs RoIAlign", "roipool",
              "RoIPool rebuilt and set against RoIAlign: the staircase, and what rounding costs in mask IoU at "

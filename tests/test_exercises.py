@@ -103,6 +103,9 @@ WRONG = [
     ("02.1", [[0, 0], [0, 0]], "spatial_scale"),
     ("02.2", 2, "ceil"),
     ("02.2", 36, "after spatial_scale"),
+    ("02b.1", 4.0, "reads 0"),
+    ("02b.1", 12.0, "averages"),
+    ("02b.1", 2.0, "repeats column 0"),
     ("03.1", 7, "round"),
     ("03.1", 6.5, "maximum"),
     ("03.2", [16], "floor"),
@@ -170,6 +173,7 @@ def test_bad_input() -> None:
         exercise_ids("05B")
     assert exercise_ids("05b") and all(e.startswith("05b.") for e in exercise_ids("05b"))
     assert not any(e.startswith("05b.") for e in exercise_ids("05"))
+    assert exercise_ids("02b") == ["02b.1"] and exercise_ids("02") == ["02.1", "02.2"]
     wrong_type = grade("01.1", "thirteen")
     assert wrong_type.status == "wrong" and "`answer` must be a number" in wrong_type.message
     wrong_length = grade("01.2", [0.25, 0.75])
@@ -198,6 +202,12 @@ def test_the_checkers_agree_with_the_series_own_code() -> None:
     ours = roi.roi_align(feature[None, None], torch.tensor([[0.0, 16, 16, 48, 48]], dtype=torch.float64), 2,
                          1 / 16, 2, True)[0, 0]
     assert np.allclose(ours.numpy(), EXERCISES["02.1"].reference())
+    for fast in (roi.roi_align, roi.roi_align_padded):   # 02b.1: the gradient total, by our backward (autograd)
+        feature_02b = feature[None, None].clone().requires_grad_(True)
+        out = fast(feature_02b, torch.tensor([[0.0, *exercises.BOX_02B_1]], dtype=torch.float64), exercises.SIZE_02B_1,
+                   1.0, exercises.GRID_02B_1, False)
+        (grad,) = torch.autograd.grad(out.sum(), feature_02b)
+        assert math.isclose(float(grad.sum()), EXERCISES["02b.1"].reference(), rel_tol=1e-12)
     assert int(fpn.map_levels([torch.tensor([[0.0, 0, 112, 112]])])[0]) == EXERCISES["04.1"].reference()
     decoded = box_coder.BoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(
         torch.tensor([exercises.DELTAS_06], dtype=torch.float64), torch.tensor([exercises.PROPOSAL_06], dtype=torch.float64))

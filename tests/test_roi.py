@@ -2,7 +2,7 @@
 
 References: ``torchvision.ops.roi_align`` / ``roi_pool`` (forward and input gradient),
 ``torch.nn.functional.grid_sample`` (bilinear interpolation inside the map), the teaching versions
-that notebooks 02 and 03 write in the open and export into ``helpers.roi`` (``roi_align_loop``,
+that notebooks 02, 02b and 03 write in the open and export into ``helpers.roi`` (``roi_align_loop``,
 ``roi_align_padded``, ``roi_pool_loop``: plain float64 loops and padded grids), and
 ``torch.autograd.gradcheck``. Hypothesis draws random RoIs. Run: ``.venv/bin/pytest tests/test_roi.py -q``.
 """
@@ -277,7 +277,7 @@ def test_roi_align_loop_equals_vectorised():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_padded_grid_version_is_the_reference_of_the_fast_one(seed):
-    """Notebook 02's padded-grid vectorisation (exported into helpers.roi) against the fast roi_align
+    """Notebook 02b's padded-grid vectorisation (exported into helpers.roi) against the fast roi_align
     and roi_align_max, values and input gradients, adaptive and fixed grids."""
     gen = torch.Generator().manual_seed(40 + seed)
     x = torch.randn(2, 3, 9, 10, generator=gen, dtype=torch.float64)
@@ -368,7 +368,7 @@ def test_roi_align_max_against_float64_loop(aligned, sampling_ratio):
     x = torch.randn(2, 3, 9, 11, generator=gen, dtype=torch.float64)
     rois = random_rois(gen, 2, 9, 11, 0.5, k=12)
     got = roi_align_max(x, rois, (3, 2), 0.5, sampling_ratio, aligned)
-    naive = roi_align_padded(x, rois, (3, 2), 0.5, sampling_ratio, aligned, reduce="max").numpy()  # notebook 02's
+    naive = roi_align_padded(x, rois, (3, 2), 0.5, sampling_ratio, aligned, reduce="max").numpy()  # notebook 02b's
     np.testing.assert_allclose(got.numpy(), naive, atol=1e-12, rtol=0)
     # float32 too, and it is not the average
     got32 = roi_align_max(x.float(), rois.float(), (3, 2), 0.5, sampling_ratio, aligned)
