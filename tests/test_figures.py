@@ -253,23 +253,37 @@ SHIFTS = np.arange(41) * 0.05
 
 @pytest.mark.mpl_image_compare(**MPL)
 def test_staircase_versus_smooth_03() -> Figure:
-    """Notebook 03: bin (0, 0) of RoIPool (steps) and RoIAlign (line) as the RoI slides right."""
+    """Notebook 03: bin (0, 0) of RoIPool (steps), the centre of its rounded bin (dashed steps) and RoIAlign
+    (line) as the RoI slides right: the rounding and the max drawn apart."""
     fig, _ = figure_of("staircase_03")
     ax = only(fig.axes, "axes")
-    lines = {("steps" if line.get_drawstyle() == "steps-post" else "line"): line for line in ax.get_lines()}
-    assert set(lines) == {"steps", "line"}, [line.get_label() for line in ax.get_lines()]
+    by_label = {line.get_label(): line for line in ax.get_lines()}
+    assert len(by_label) == 3, list(by_label)
+    (pool_line,) = [v for k, v in by_label.items() if "max" in k]
+    (centre_line,) = [v for k, v in by_label.items() if "rounded" in k]
+    (align_line,) = [v for k, v in by_label.items() if k.startswith("RoIAlign")]
+    assert pool_line.get_drawstyle() == centre_line.get_drawstyle() == "steps-post"
+    assert centre_line.get_linestyle() == "--" and align_line.get_drawstyle() == "default"
     boxes = torch.tensor([[0.0, *START]], dtype=torch.float64).repeat(len(SHIFTS), 1)
     boxes[:, [1, 3]] += torch.tensor(SHIFTS)[:, None]
     pool = torchvision.ops.roi_pool(RAMP, boxes, 2, 1.0)[:, 0, 0, 0].numpy()
     align = torchvision.ops.roi_align(RAMP, boxes, 2, 1.0, 2, False)[:, 0, 0, 0].numpy()
-    for line in lines.values():
+    for line in (pool_line, centre_line, align_line):
         assert np.allclose(line.get_xdata(), SHIFTS), "the x axis is not the shift 0..2 in steps of 0.05"
-    assert np.array_equal(lines["steps"].get_ydata(), pool), "the staircase is not torchvision's roi_pool"
-    assert np.allclose(lines["line"].get_ydata(), align, atol=1e-12), "the line is not torchvision's roi_align"
-    # what the text says: RoIAlign's bin (0, 0) reads the x of its bin centre; RoIPool jumps by whole pixels
+    assert np.array_equal(pool_line.get_ydata(), pool), "the staircase is not torchvision's roi_pool"
+    assert np.allclose(align_line.get_ydata(), align, atol=1e-12), "the line is not torchvision's roi_align"
+    # the rounded bin, recomputed here: corners rounded half away from zero, width x2 - x1 + 1, bin 0 holds
+    # columns x1 .. x1 + ceil(w / 2) - 1; its centre is their middle, and RoIPool's max here its last column
+    x1 = np.floor(START[0] + SHIFTS + 0.5)
+    x2 = np.floor(START[2] + SHIFTS + 0.5)
+    last = x1 + np.ceil(np.maximum(x2 - x1 + 1, 1) / 2) - 1
+    assert np.array_equal(last, pool)
+    assert np.allclose(centre_line.get_ydata(), (x1 + last) / 2), "the dashed steps are not the rounded bin's centre"
+    # what the text says: RoIAlign's bin (0, 0) reads the x of its bin centre; RoIPool jumps by whole pixels;
+    # rounding alone strays at most 0.40 from the true centre, rounding + max up to 1.05
     assert np.allclose(align, START[0] + SHIFTS + (START[2] - START[0]) / 4)
     assert set(np.diff(pool)) <= {0.0, 1.0} and sorted(set(pool)) == [3.0, 4.0, 5.0]
-    assert "RoIPool" in lines["steps"].get_label() and "RoIAlign" in lines["line"].get_label()
+    assert np.isclose(np.abs((x1 + last) / 2 - align).max(), 0.40) and np.isclose(np.abs(pool - align).max(), 1.05)
     return without_text(fig)
 
 
