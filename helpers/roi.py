@@ -1149,8 +1149,8 @@ def _avg_pool_by_grid(
         )
         kg, n_bins = start_x.shape[0], start_x.shape[0] * ph * pw
         gh, gw = int(grid_h.max()), int(grid_w.max())
-        if gh * gw == 0:  # empty aligned RoIs: no samples, their bins are 0
-            pooled = table.new_zeros(n_bins, c)
+        if gh * gw == 0:  # empty aligned RoIs: no samples, their bins are 0 (a zero gradient, as torchvision's)
+            pooled = table.new_zeros(n_bins, c) + table[:0].sum()  # the empty sum keeps the autograd graph
         elif c == 1:  # one channel (the mask targets): two small matrix products per RoI
             rows, wy = _grid_taps(start_y, bin_h, ph, grid_h, gh, height)  # [Kg, PH, GH, 2]
             cols, wx = _grid_taps(start_x, bin_w, pw, grid_w, gw, width)  # [Kg, PW, GW, 2]

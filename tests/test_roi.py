@@ -223,6 +223,20 @@ def test_roi_align_matches_torchvision(aligned, sampling_ratio, dtype, backend, 
         assert got.dtype == dtype and got.shape == ref.shape
 
 
+@pytest.mark.parametrize("sampling_ratio", [0, -1])
+def test_roi_align_empty_aligned_box_has_a_zero_gradient(sampling_ratio):
+    # aligned=True with an adaptive grid: a zero-size box has no samples; torchvision still returns a
+    # graph (a zero gradient), and so must we (found by the hypothesis test below in CI)
+    x = torch.randn(2, 3, 11, 14, dtype=torch.float64)
+    rois = torch.tensor([[0, 0.0, 0.0, 0.0, 0.0], [1, 3.0, 2.0, 3.0, 2.0]], dtype=torch.float64)
+    args = ((1, 1), 1.0, sampling_ratio, True)
+    ref, ref_g = grad_of(tv.roi_align, x, rois, *args)
+    got, got_g = grad_of(roi_align, x, rois, *args)
+    torch.testing.assert_close(got, ref, atol=0, rtol=0)
+    torch.testing.assert_close(got_g, ref_g, atol=0, rtol=0)
+    assert roi_align(x.requires_grad_(True), rois, *args).requires_grad
+
+
 @HYP
 @given(
     boxes=st.lists(
